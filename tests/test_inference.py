@@ -1,0 +1,174 @@
+"""tunegate.inference on the real demo model and a real LoRA adapter (slow: generates text)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tunegate.cache import DiskCache
+from tunegate.data import Sample
+from tunegate.errors import AdapterError
+from tunegate.inference import DecodingConfig, ModelSession
+
+pytestmark = pytest.mark.slow
+
+SAMPLES = [
+    Sample(id="track", prompt="Where is my order NW-12345?", reference="-"),
+    Sample(id="password", prompt="How do I reset my password?", reference="-"),
+    Sample(id="hello", prompt="Hi!", reference="-"),
+    Sample(id="refund", prompt="Can I return boots I bought 40 days ago?", reference="-"),
+]
+PROMPTS = {"base": None, "prompt_eng": "You are Northwind's support agent. Answer in one sentence.", "finetuned": None}
+
+
+def session(model_dir: Path, cache: Path, adapter: Path | None = None, **decoding: object) -> ModelSession:
+    settings = {"max_new_tokens": 24, "batch_size": 4, **decoding}
+    return ModelSession(model_dir, adapter, PROMPTS, DecodingConfig(**settings), cache)
+
+
+def texts(generations) -> list[str]:
+    return [g.text for g in generations]
+
+
+def test_modes_share_one_loaded_base_and_differ_as_designed(
+    demo_model_dir: Path, random_adapter_dir: Path, tmp_path: Path
+) -> None:
+    with_adapter = session(demo_model_dir, tmp_path / "a", random_adapter_dir)
+    base = with_adapter.generate(SAMPLES, "base", progress=False)
+    finetuned = with_adapter.generate(SAMPLES, "finetuned", progress=False)
+    prompt_eng = with_adapter.generate(SAMPLES, "prompt_eng", progress=False)
+    # The adapter (random, non-zero) changes the answers; disabling it gives the plain base back.
+    assert texts(finetuned) != texts(base)
+    plain = session(demo_model_dir, tmp_path / "b").generate(SAMPLES, "base", progress=False)
+    assert texts(base) == texts(plain)
+    # prompt_eng differs from base only by the system prompt in the rendered chat.
+    sample = SAMPLES[0]
+    assert PROMPTS["prompt_eng"] in with_adapter.render_prompt(sample, "prompt_eng")
+    assert PROMPTS["prompt_eng"] not in with_adapter.render_prompt(sample, "base")
+    assert texts(prompt_eng) != texts(base)
+    assert [g.mode for g in prompt_eng] == ["prompt_eng"] * len(SAMPLES)
+    assert [g.sample_id for g in finetuned] == [s.id for s in SAMPLES]
+
+
+def test_rerun_with_nothing_changed_loads_no_model(demo_model_dir: Path, tmp_path: Path) -> None:
+    first = session(demo_model_dir, tmp_path).generate(SAMPLES, "base", progress=False)
+    assert not any(g.cached for g in first)
+    again = session(demo_model_dir, tmp_path)
+    second = again.generate(SAMPLES, "base", progress=False)
+    assert all(g.cached for g in second)
+    assert texts(second) == texts(first)
+    assert not again.model_loaded
+
+
+def test_a_change_regenerates_exactly_what_it_affects(
+    demo_model_dir: Path, random_adapter_dir: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    first = session(demo_model_dir, cache, random_adapter_dir)
+    for mode in ("base", "prompt_eng", "finetuned"):
+        first.generate(SAMPLES[:2], mode, progress=False)
+    # New samples: only they are generated.
+    grown = session(demo_model_dir, cache, random_adapter_dir).generate(SAMPLES, "base", progress=False)
+    assert [g.cached for g in grown] == [True, True, False, False]
+    # A new engineered prompt: prompt_eng regenerates, base and finetuned stay cached.
+    changed = ModelSession(
+        demo_model_dir, random_adapter_dir, {**PROMPTS, "prompt_eng": "Be brief."},
+        DecodingConfig(max_new_tokens=24, batch_size=4), cache,
+    )
+    assert not any(g.cached for g in changed.generate(SAMPLES[:2], "prompt_eng", progress=False))
+    assert all(g.cached for g in changed.generate(SAMPLES[:2], "base", progress=False))
+    assert all(g.cached for g in changed.generate(SAMPLES[:2], "finetuned", progress=False))
+    # Other decoding settings: everything regenerates.
+    longer = session(demo_model_dir, cache, random_adapter_dir, max_new_tokens=25)
+    assert not any(g.cached for g in longer.generate(SAMPLES[:2], "base", progress=False))
+
+
+def test_a_retrained_adapter_regenerates_only_finetuned(
+    demo_model_dir: Path, random_adapter_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    adapter = Path(shutil.copytree(random_adapter_dir, tmp_path / "adapter"))
+    cache = tmp_path / "cache"
+    first = session(demo_model_dir, cache, adapter)
+    first.generate(SAMPLES[:2], "base", progress=False)
+    first.generate(SAMPLES[:2], "finetuned", progress=False)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    config["lora_alpha"] = 2 * config["lora_alpha"]  # a different adapter, as a retrain would be
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    second = session(demo_model_dir, cache, adapter)
+    assert all(g.cached for g in second.generate(SAMPLES[:2], "base", progress=False))
+    assert not any(g.cached for g in second.generate(SAMPLES[:2], "finetuned", progress=False))
+
+
+def test_batched_generation_equals_one_by_one(demo_model_dir: Path, tmp_path: Path) -> None:
+    batched = session(demo_model_dir, tmp_path / "batched", batch_size=4).generate(SAMPLES, "prompt_eng", progress=False)
+    single = session(demo_model_dir, tmp_path / "single", batch_size=1).generate(SAMPLES, "prompt_eng", progress=False)
+    assert texts(batched) == texts(single)
+    assert [g.output_tokens for g in batched] == [g.output_tokens for g in single]
+
+
+def test_finish_reason_and_token_counts(demo_model_dir: Path, tmp_path: Path) -> None:
+    short = session(demo_model_dir, tmp_path, max_new_tokens=5).generate(SAMPLES, "base", progress=False)
+    assert all(g.finish_reason == "length" and g.output_tokens == 5 for g in short)
+    assert all(g.truncated for g in short)
+    long = session(demo_model_dir, tmp_path, max_new_tokens=64).generate([SAMPLES[2]], "base", progress=False)
+    assert long[0].finish_reason == "stop" and 0 < long[0].output_tokens < 64
+    assert long[0].prompt_tokens > 10
+
+
+def test_sampling_settings_of_the_checkpoint_are_overridden(demo_model_dir: Path, tmp_path: Path) -> None:
+    """A checkpoint whose generation_config.json samples must still decode greedily."""
+    sampled = tmp_path / "sampled-model"
+    sampled.mkdir()
+    for item in demo_model_dir.iterdir():
+        if item.name != "generation_config.json":
+            os.symlink(item, sampled / item.name)
+    generation_config = json.loads((demo_model_dir / "generation_config.json").read_text())
+    generation_config.update(do_sample=True, temperature=1.5, top_p=0.9)
+    (sampled / "generation_config.json").write_text(json.dumps(generation_config))
+    greedy = session(demo_model_dir, tmp_path / "c1").generate(SAMPLES, "base", progress=False)
+    overridden = session(sampled, tmp_path / "c2").generate(SAMPLES, "base", progress=False)
+    assert texts(overridden) == texts(greedy)
+
+
+def test_finetuned_mode_without_an_adapter_is_a_clear_error(demo_model_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(AdapterError, match="finetuned mode needs an adapter"):
+        session(demo_model_dir, tmp_path).generate(SAMPLES, "finetuned", progress=False)
+
+
+def test_each_batch_is_cached_as_it_finishes(demo_model_dir: Path, tmp_path: Path) -> None:
+    """One entry per generated sample lands on disk, so an interrupted run keeps finished batches."""
+    session(demo_model_dir, tmp_path, batch_size=2).generate(SAMPLES, "base", progress=False)
+    assert len(DiskCache(tmp_path, "generations")) == len(SAMPLES)
+
+
+def test_a_killed_run_keeps_what_it_finished(demo_model_dir: Path, tmp_path: Path) -> None:
+    """SIGKILL a generating process after its first batch lands; the rerun reuses that batch."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = f"""
+import sys
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from test_inference import SAMPLES, session
+session(Path({str(demo_model_dir)!r}), Path({str(tmp_path)!r}), batch_size=1, max_new_tokens=64).generate(
+    SAMPLES * 1, "base", progress=False)
+"""
+    process = subprocess.Popen([sys.executable, "-c", script])
+    entries = DiskCache(tmp_path, "generations")
+    deadline = time.monotonic() + 120
+    while len(entries) == 0 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = len(entries)
+    assert 1 <= finished < len(SAMPLES), "the kill should land after the first batch and before the last"
+    rerun = session(demo_model_dir, tmp_path, batch_size=1, max_new_tokens=64).generate(SAMPLES, "base", progress=False)
+    assert sum(g.cached for g in rerun) == finished

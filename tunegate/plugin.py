@@ -1,0 +1,288 @@
+"""The pytest glue, and the only module that imports pytest.
+
+Registers options, markers and session fixtures; parametrises per-sample tests over
+(mode, sample id) and threshold gates over (mode, metric); feeds scores and answers into
+pytest-html. Everything it computes comes from `tunegate.run.GateRun`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tunegate.config import GateConfig, load_config, parse_override, parse_threshold, read_table
+# Imported under another name: pluggy would take a module-level `pytest_id` for an (unknown) hook.
+from tunegate.data import Sample
+from tunegate.data import pytest_id as node_id_part
+from tunegate.errors import TunegateError
+from tunegate.gates import GateResult, sample_problems, threshold_gate
+from tunegate.inference import MODES
+from tunegate.run import GateRun
+
+RUN_KEY = pytest.StashKey["GateRun | None"]()
+GATES_KEY = pytest.StashKey[list[GateResult]]()
+EXTRAS_KEY = pytest.StashKey[list[dict[str, Any]]]()
+SCORES_KEY = pytest.StashKey[list[tuple[str, float]]]()
+
+_MARKERS = {
+    "base": "per-sample checks and gates of the raw base model (no system prompt of ours)",
+    "prompt_eng": "per-sample checks and gates of the base model with the engineered system prompt",
+    "finetuned": "per-sample checks and gates about the adapter (what -m finetuned selects)",
+    "slow": "loads a real model (the demo model or the BERTScore model); still part of make test",
+}
+
+# option dest -> [tool.tunegate] key
+_OPTION_KEYS = {
+    "tunegate_base_model": "base_model",
+    "tunegate_adapter": "adapter",
+    "tunegate_eval_set": "eval_set",
+    "tunegate_system_prompt_file": "system_prompt_file",
+    "tunegate_limit": "limit",
+    "tunegate_max_new_tokens": "max_new_tokens",
+    "tunegate_batch_size": "batch_size",
+    "tunegate_device": "device",
+    "tunegate_report_dir": "report_dir",
+    "tunegate_cache_dir": "cache_dir",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("tunegate", "tunegate release gate (values override [tool.tunegate])")
+    group.addoption("--base-model", dest="tunegate_base_model", default=None,
+                    help='local base model directory, or "demo" for the embedded SmolLM2-135M-Instruct')
+    group.addoption("--adapter", dest="tunegate_adapter", default=None, help="PEFT adapter directory (the finetuned mode)")
+    group.addoption("--eval-set", dest="tunegate_eval_set", default=None, help="eval set file (.jsonl or .json)")
+    group.addoption("--system-prompt-file", dest="tunegate_system_prompt_file", default=None,
+                    help="text file with the engineered system prompt of the prompt_eng mode")
+    group.addoption("--eval-limit", dest="tunegate_limit", type=int, default=None,
+                    help="evaluate only the first N samples (a quick slice)")
+    group.addoption("--max-new-tokens", dest="tunegate_max_new_tokens", type=int, default=None,
+                    help="generation length limit per answer")
+    group.addoption("--gen-batch-size", dest="tunegate_batch_size", type=int, default=None,
+                    help="samples per generate() batch")
+    group.addoption("--device", dest="tunegate_device", default=None, help='"cpu", "cuda", "cuda:1" or "auto"')
+    group.addoption("--report-dir", dest="tunegate_report_dir", default=None, help="where plots are written")
+    group.addoption("--tunegate-cache", dest="tunegate_cache_dir", default=None,
+                    help="cache directory for the demo model, generations and scores")
+    group.addoption("--threshold", dest="tunegate_thresholds", action="append", default=[], metavar="MODE.METRIC=MIN",
+                    help="minimum mean, e.g. --threshold finetuned.rougeL=0.4 (repeatable)")
+    group.addoption("--tunegate-set", dest="tunegate_set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override any [tool.tunegate] key, value in TOML syntax (repeatable)")
+    group.addoption("--tunegate-config", dest="tunegate_config", default=None,
+                    help="TOML file holding [tool.tunegate] (default: pyproject.toml in the rootdir)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, meaning in _MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {meaning}")
+    config.stash[GATES_KEY] = []
+    if config.getoption("help", False) or config.getoption("markers", False):
+        # --help and --markers run no tests; they must work while [tool.tunegate] is still broken.
+        config.stash[RUN_KEY] = None
+        return
+    try:
+        gate_config = _gate_config(config)
+        config.stash[RUN_KEY] = GateRun(gate_config) if gate_config is not None else None
+    except TunegateError as error:
+        raise pytest.UsageError(f"tunegate: {error}") from None
+    if config.pluginmanager.hasplugin("html") and config.stash[RUN_KEY] is not None:
+        config.pluginmanager.register(_HtmlReport(config), "tunegate-html")
+
+
+def _gate_config(config: pytest.Config) -> GateConfig | None:
+    """The run's GateConfig, or None when this pytest session does not use tunegate at all."""
+    explicit = config.getoption("tunegate_config")
+    pyproject = Path(explicit) if explicit else config.rootpath / "pyproject.toml"
+    has_table = pyproject.is_file() and bool(read_table(pyproject))
+    overrides: dict[str, Any] = {}
+    for dest, key in _OPTION_KEYS.items():
+        value = config.getoption(dest)
+        if value is not None:
+            overrides[key] = value
+    for text in config.getoption("tunegate_set"):
+        key, value = parse_override(text)
+        overrides[key] = value
+    thresholds: dict[str, dict[str, float]] = {}
+    for text in config.getoption("tunegate_thresholds"):
+        mode, metric, value = parse_threshold(text)
+        thresholds.setdefault(mode, {})[metric] = value
+    if thresholds:
+        overrides["thresholds"] = thresholds
+    if not has_table and not overrides and not explicit:
+        return None
+    return load_config(pyproject if (has_table or explicit) else None, overrides, override_base=Path.cwd())
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def gate_run(pytestconfig: pytest.Config) -> GateRun:
+    """The session's GateRun: samples, lazily generated answers and scores per mode."""
+    run = pytestconfig.stash.get(RUN_KEY, None)
+    if run is None:
+        pytest.fail(
+            "tunegate is not configured: add [tool.tunegate] with eval_set = ... to pyproject.toml, "
+            "or pass --eval-set FILE.",
+            pytrace=False,
+        )
+    return run
+
+
+@dataclass(frozen=True, slots=True)
+class SampleCase:
+    """One (mode, sample) pair of the per-sample tests."""
+
+    mode: str
+    sample: Sample
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdCase:
+    mode: str
+    metric: str
+    floor: float
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    run = metafunc.config.stash.get(RUN_KEY, None)
+    if run is None:
+        return
+    if "sample_case" in metafunc.fixturenames:
+        params = [
+            pytest.param(SampleCase(mode, sample), id=f"{mode}-{node_id_part(sample.id)}", marks=getattr(pytest.mark, mode))
+            for mode in run.modes
+            for sample in run.samples
+        ]
+        metafunc.parametrize("sample_case", params)
+    if "threshold_case" in metafunc.fixturenames:
+        params = [
+            pytest.param(ThresholdCase(mode, metric, floor), id=f"{mode}-{metric}", marks=getattr(pytest.mark, mode))
+            for mode, per_metric in run.config.thresholds.items()
+            if mode in run.modes
+            for metric, floor in per_metric.items()
+        ]
+        metafunc.parametrize("threshold_case", params)
+
+
+@contextlib.contextmanager
+def _progress_visible(config: pytest.Config) -> Iterator[None]:
+    """Let tqdm bars through pytest's output capture while models generate or score."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        yield
+
+
+@pytest.fixture
+def sample_verdict(request: pytest.FixtureRequest, sample_case: SampleCase, gate_run: GateRun) -> GateResult:
+    """The sample's own expectations checked on its answer; scores and answer go to the report.
+
+    In modes outside `sample_gate_modes` (by default base and prompt_eng, the yardsticks, not
+    the shipped artifact) a failed expectation is an xfail with its reason, not a red run.
+    """
+    mode, sample = sample_case.mode, sample_case.sample
+    with _progress_visible(request.config):
+        table = gate_run.scores(mode)
+    generation = gate_run.generation(mode, sample.id)
+    rows = table[table["sample_id"] == sample.id]
+    scores = dict(zip(rows["metric"], rows["value"]))
+    for metric, value in scores.items():
+        request.node.user_properties.append((metric, round(float(value), 4)))
+    request.node.stash[SCORES_KEY] = list(scores.items())
+    from tunegate.report import sample_html
+
+    request.node.stash[EXTRAS_KEY] = [{"html": sample_html(sample, generation, scores)}]
+    problems = sample_problems(sample, generation)
+    verdict = GateResult(
+        name=f"sample[{mode}-{sample.id}]",
+        passed=not problems,
+        message="; ".join(problems) if problems else "answer meets the sample's expectations",
+    )
+    if problems and mode not in gate_run.config.sample_gate_modes:
+        # A marker, not pytest.xfail(): the test body still runs, so the call-phase report
+        # (and with it the answer and scores in the HTML) is kept.
+        request.node.add_marker(pytest.mark.xfail(reason=f"{mode} is a yardstick (not in sample_gate_modes)", strict=False))
+    return verdict
+
+
+@pytest.fixture
+def threshold_verdict(request: pytest.FixtureRequest, threshold_case: ThresholdCase, gate_run: GateRun) -> GateResult:
+    """The mode's mean of one metric against its configured floor."""
+    with _progress_visible(request.config):
+        table = gate_run.scores(threshold_case.mode)
+    verdict = threshold_gate(table, threshold_case.mode, threshold_case.metric, threshold_case.floor)
+    request.config.stash[GATES_KEY].append(verdict)
+    return verdict
+
+
+# -- reporting ---------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    extras = item.stash.get(EXTRAS_KEY, None)
+    if extras and report.when == "call":
+        from pytest_html import extras as html_extras
+
+        report.extras = [*getattr(report, "extras", []), *(html_extras.html(e["html"]) for e in extras)]
+    if report.when == "call":
+        report.tunegate_scores = item.stash.get(SCORES_KEY, [])
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    run = config.stash.get(RUN_KEY, None)
+    if run is None:
+        return
+    table = run.computed_table()
+    if table.empty:
+        return
+    from tunegate.scores import wide_means
+
+    terminalreporter.write_sep("-", "tunegate: mean score per mode")
+    terminalreporter.write_line(wide_means(table).round(3).to_string())
+    times = run.times
+    terminalreporter.write_line(
+        f"model cache {times.model_cache_s:.1f}s · generation {times.generation_s:.1f}s "
+        f"(new answers: {times.generated}) · scoring {times.scoring_s:.1f}s"
+    )
+
+
+class _HtmlReport:
+    """pytest-html hooks, registered only when pytest-html is active."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_html_results_table_header(self, cells: list[str]) -> None:
+        cells.insert(2, '<th class="sortable" data-column-type="scores">Scores</th>')
+
+    def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
+        from tunegate.report import scores_cell
+
+        cells.insert(2, f'<td class="col-scores">{scores_cell(getattr(report, "tunegate_scores", []))}</td>')
+
+    def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str], session: Any) -> None:
+        run: GateRun = self.config.stash[RUN_KEY]
+        from tunegate.report import figure_png, metric_means_figure, mode_metric_cis, summary_html
+
+        table = run.computed_table()
+        cis = mode_metric_cis(table)
+        plots: dict[str, bytes] = {}
+        if len(cis):
+            plots["Mean score per mode"] = figure_png(metric_means_figure(cis))
+            run.config.report_dir.mkdir(parents=True, exist_ok=True)
+            (run.config.report_dir / "metric_means.png").write_bytes(plots["Mean score per mode"])
+        times = run.times
+        timings = {
+            "demo model cache": f"{times.model_cache_s:.1f} s",
+            "generation": f"{times.generation_s:.1f} s (new answers per mode: {times.generated or 'none'})",
+            "scoring": f"{times.scoring_s:.1f} s",
+        }
+        prefix.append(summary_html(run.provenance(), cis, self.config.stash[GATES_KEY], plots, timings))

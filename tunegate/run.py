@@ -1,0 +1,134 @@
+"""One evaluation run: eval set -> generations per mode -> score table, each computed lazily, once.
+
+`GateRun` is what the pytest plugin holds for a session, and what a notebook or script uses
+directly (`GateRun(load_config(Path("pyproject.toml"))).score_table()`). Work is per mode and on
+demand: `pytest -m finetuned` generates and scores only what the selected tests and gates need.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import pandas as pd
+
+from tunegate.config import GateConfig
+from tunegate.data import Sample, eval_set_sha256, load_eval_set
+from tunegate.inference import MODES, Generation, ModelSession
+from tunegate.models import resolve_base_model
+from tunegate.scores import empty_table, score_mode
+
+
+@dataclass(slots=True)
+class PhaseTimes:
+    """Wall seconds spent per phase, for the report and the issue notes."""
+
+    model_cache_s: float = 0.0
+    generation_s: float = 0.0
+    scoring_s: float = 0.0
+    generated: dict[str, int] = field(default_factory=dict)  # fresh generations per mode (0: all cached)
+
+
+class GateRun:
+    """Samples, generations and scores for one configuration; each mode is computed at most once."""
+
+    def __init__(self, config: GateConfig) -> None:
+        self.config = config
+        self.samples: list[Sample] = load_eval_set(config.eval_set, field_map=config.field_map, limit=config.limit)
+        self.started_at = datetime.now(timezone.utc)
+        self.times = PhaseTimes()
+        self._session: ModelSession | None = None
+        self._generations: dict[str, list[Generation]] = {}
+        self._scores: dict[str, pd.DataFrame] = {}
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The modes this configuration can run: finetuned only when an adapter is set."""
+        return tuple(m for m in MODES if m != "finetuned" or self.config.adapter is not None)
+
+    @property
+    def session(self) -> ModelSession:
+        if self._session is None:
+            started = time.perf_counter()
+            base_dir = resolve_base_model(self.config.base_model, self.config.cache_dir)
+            self.times.model_cache_s += time.perf_counter() - started
+            self._session = ModelSession(
+                base_dir, self.config.adapter, self.config.system_prompts, self.config.decoding, self.config.cache_dir
+            )
+        return self._session
+
+    def generations(self, mode: str, *, progress: bool = True) -> list[Generation]:
+        """The mode's answers in eval-set order (cached on disk; generated on a miss)."""
+        if mode not in self._generations:
+            started = time.perf_counter()
+            result = self.session.generate(self.samples, mode, progress=progress)
+            self.times.generation_s += time.perf_counter() - started
+            self.times.generated[mode] = sum(not g.cached for g in result)
+            self._generations[mode] = result
+        return self._generations[mode]
+
+    def generation(self, mode: str, sample_id: str) -> Generation:
+        by_id = {g.sample_id: g for g in self.generations(mode)}
+        return by_id[sample_id]
+
+    def scores(self, mode: str) -> pd.DataFrame:
+        """The long score rows of one mode."""
+        if mode not in self._scores:
+            generations = self.generations(mode)
+            started = time.perf_counter()
+            self._scores[mode] = score_mode(
+                self.samples,
+                generations,
+                self.config.metrics,
+                cache_dir=self.config.cache_dir,
+                bertscore_model=self.config.bertscore_model,
+            )
+            self.times.scoring_s += time.perf_counter() - started
+        return self._scores[mode]
+
+    def score_table(self, modes: Iterable[str] | None = None) -> pd.DataFrame:
+        """The long table over `modes` (default: every mode this configuration can run)."""
+        frames = [self.scores(mode) for mode in (modes or self.modes)]
+        return pd.concat(frames, ignore_index=True) if frames else empty_table()
+
+    def computed_table(self) -> pd.DataFrame:
+        """Only what was already scored this session (never triggers work): for the report."""
+        frames = [self._scores[m] for m in MODES if m in self._scores]
+        return pd.concat(frames, ignore_index=True) if frames else empty_table()
+
+    def computed_generations(self) -> dict[str, list[Generation]]:
+        return {m: self._generations[m] for m in MODES if m in self._generations}
+
+    def provenance(self) -> dict[str, Any]:
+        """What was evaluated, for the report header: models, hashes, decoding, versions."""
+        import platform
+
+        import torch
+        import transformers
+
+        from tunegate import __version__
+
+        info: dict[str, Any] = {
+            "base_model": self.config.base_model,
+            "eval_set": str(self.config.eval_set),
+            "eval_set_sha256": eval_set_sha256(self.config.eval_set)[:16],
+            "samples": len(self.samples),
+            "adapter": str(self.config.adapter) if self.config.adapter else None,
+            "max_new_tokens": self.config.max_new_tokens,
+            "decoding": "greedy",
+            "metrics": ", ".join(self.config.metrics),
+            "tunegate": __version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+            "started_at": self.started_at.isoformat(timespec="seconds"),
+        }
+        if self._session is not None:
+            info["base_model_sha256"] = self._session.base_identity.sha256[:16]
+            if self._session.adapter_identity is not None:
+                info["adapter_sha256"] = self._session.adapter_identity.sha256[:16]
+            info["device"] = f"{self._session.device} / {self._session.dtype}"
+        return info

@@ -1,0 +1,104 @@
+"""The score table: one long pandas frame, `sample_id, mode, metric, value`.
+
+Gates, plots and the report all read this frame; nothing downstream recomputes a score.
+BERTScore values are cached on disk per (scoring model, prediction, reference), so a rerun with
+unchanged answers loads no scoring model at all; ROUGE is cheap and recomputed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from tunegate.cache import DiskCache, fingerprint
+from tunegate.data import Sample
+from tunegate.inference import Generation
+from tunegate.metrics import ROUGE_METRICS, bertscore_f1, default_bertscore_model, default_num_layers, rouge_scores
+from tunegate.models import model_identity
+
+COLUMNS = ["sample_id", "mode", "metric", "value"]
+METRIC_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "bertscore": "BERTScore F1"}
+
+
+def empty_table() -> pd.DataFrame:
+    return pd.DataFrame({"sample_id": pd.Series(dtype=str), "mode": pd.Series(dtype=str),
+                         "metric": pd.Series(dtype=str), "value": pd.Series(dtype=float)})
+
+
+def score_mode(
+    samples: Sequence[Sample],
+    generations: Sequence[Generation],
+    metrics: Sequence[str],
+    *,
+    cache_dir: str | Path,
+    bertscore_model: str | Path | None = None,
+) -> pd.DataFrame:
+    """Every metric for every sample of one mode, as rows of the long table.
+
+    Args:
+        samples: the eval samples, aligned with `generations`.
+        generations: one mode's answers, in the samples' order.
+        metrics: names from `tunegate.config.METRICS`.
+        cache_dir: the root of the on-disk cache (BERTScore values live under it).
+        bertscore_model: a local BERT-style model directory; None for the bundled MiniLM.
+    """
+    if len(samples) != len(generations):
+        raise ValueError(f"{len(samples)} samples but {len(generations)} generations")
+    if not generations:
+        return empty_table()
+    mode = generations[0].mode
+    for sample, generation in zip(samples, generations):
+        if generation.sample_id != sample.id or generation.mode != mode:
+            raise ValueError(f"generation {generation.mode}/{generation.sample_id} is not aligned with sample {sample.id}")
+    predictions = [g.text for g in generations]
+    references = [s.reference for s in samples]
+    per_metric: dict[str, list[float]] = {}
+    rouge_wanted = [m for m in metrics if m in ROUGE_METRICS]
+    if rouge_wanted:
+        rouge = rouge_scores(predictions, references, [s.lang for s in samples])
+        per_metric.update({m: rouge[m] for m in rouge_wanted})
+    if "bertscore" in metrics:
+        per_metric["bertscore"] = cached_bertscore(predictions, references, cache_dir, bertscore_model)
+    rows = [
+        (sample.id, mode, metric, float(values[i]))
+        for metric, values in per_metric.items()
+        for i, sample in enumerate(samples)
+    ]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def cached_bertscore(
+    predictions: Sequence[str],
+    references: Sequence[str],
+    cache_dir: str | Path,
+    model_dir: str | Path | None = None,
+) -> list[float]:
+    """BERTScore F1 per pair, computing only the pairs not already on disk (in one batch)."""
+    model_dir = Path(model_dir) if model_dir is not None else default_bertscore_model()
+    num_layers = default_num_layers(model_dir)
+    identity = model_identity(model_dir, DiskCache(cache_dir, "file_hashes")).sha256
+    cache = DiskCache(cache_dir, "bertscore")
+    keys = [fingerprint("bertscore/v1", identity, num_layers, p, r) for p, r in zip(predictions, references)]
+    found = cache.get_many(keys)
+    missing = [i for i, key in enumerate(keys) if key not in found]
+    if missing:
+        computed = bertscore_f1(
+            [predictions[i] for i in missing], [references[i] for i in missing], model_dir=model_dir, num_layers=num_layers
+        )
+        for i, value in zip(missing, computed):
+            found[keys[i]] = {"f1": float(value)}
+            cache.put(keys[i], found[keys[i]])
+    return [float(found[key]["f1"]) for key in keys]
+
+
+def mode_metric_values(table: pd.DataFrame, mode: str, metric: str) -> pd.Series:
+    """Per-sample values of one metric in one mode, indexed by sample_id (sorted, for pairing)."""
+    rows = table[(table["mode"] == mode) & (table["metric"] == metric)]
+    return rows.set_index("sample_id")["value"].sort_index()
+
+
+def wide_means(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean of each metric (rows) per mode (columns), for summaries."""
+    return table.pivot_table(index="metric", columns="mode", values="value", aggfunc="mean")
