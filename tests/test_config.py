@@ -394,3 +394,14 @@ def test_command_line_system_prompt_replaces_the_files_prompt_file(project: Path
     pyproject = tunegate_table(project, 'system_prompt_file = "prompt.txt"\n')
     config = load_config(pyproject, {"system_prompt": "from the command line"})
     assert config.system_prompt == "from the command line"
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "-0.1"])
+def test_min_sample_pass_rate_must_be_a_share(project: Path, value: str) -> None:
+    message = config_error(tunegate_table(project, f"min_sample_pass_rate = {value}\n"))
+    assert "min_sample_pass_rate must be in (0, 1]" in message
+
+
+def test_min_sample_pass_rate_is_read(project: Path) -> None:
+    assert load_config(tunegate_table(project, "min_sample_pass_rate = 0.9\n")).min_sample_pass_rate == 0.9
+    assert load_config(tunegate_table(project)).min_sample_pass_rate == 1.0

@@ -16,6 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SLICE = 8
+GATES = 3  # finetuned ROUGE-L and BERTScore floors, and the sample pass rate
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +36,8 @@ def run_gate(work: Path, *args: str, report: str = "report.html") -> subprocess.
         "--tunegate-cache", str(work / "cache"),
         "--report-dir", str(work / "reports"),
         f"--html={work / report}",
+        # The configured floor (0.25) is for all 50 samples; an 8-sample slice gets a looser one.
+        "--threshold", "finetuned.rougeL=0.20",
         *args,
     ]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
@@ -56,8 +59,8 @@ def test_gate_passes_on_the_demo_slice(first_run: subprocess.CompletedProcess[st
     assert "tunegate: mean score per mode" in first_run.stdout
     counts = outcome_counts(first_run.stdout)
     # Every finetuned sample and gate passes; base/prompt_eng samples pass or xfail (yardsticks).
-    assert counts.get("passed", 0) + counts.get("xfailed", 0) == 3 * SLICE + 2, counts
-    assert counts.get("passed", 0) >= SLICE + 2
+    assert counts.get("passed", 0) + counts.get("xfailed", 0) == 3 * SLICE + GATES, counts
+    assert counts.get("passed", 0) >= GATES + SLICE * 0.75  # the budget allows one finetuned miss in 8
 
 
 def test_report_embeds_plots_and_per_mode_means(first_run: subprocess.CompletedProcess[str], workdir: Path) -> None:
@@ -75,12 +78,23 @@ def test_rerun_with_nothing_changed_generates_nothing(
     assert first_run.returncode == 0
     again = run_gate(workdir, report="again.html")
     assert again.returncode == 0, again.stdout[-3000:]
-    assert "new answers: {'base': 0, 'prompt_eng': 0, 'finetuned': 0}" in again.stdout
+    assert "new answers: base 0, prompt_eng 0, finetuned 0" in again.stdout
 
 
 def test_marker_selects_the_adapter_gate(first_run: subprocess.CompletedProcess[str], workdir: Path) -> None:
     assert first_run.returncode == 0
     selected = run_gate(workdir, "-m", "finetuned", report="finetuned.html")
     assert selected.returncode == 0, selected.stdout[-3000:]
-    gates = 2  # the finetuned thresholds in pyproject.toml: rougeL and bertscore
-    assert f"{SLICE + gates} passed, {2 * SLICE} deselected" in selected.stdout
+    counts = outcome_counts(selected.stdout)
+    assert counts.get("passed", 0) + counts.get("xfailed", 0) == SLICE + GATES, counts
+    assert counts["deselected"] == 2 * SLICE
+
+
+def test_a_missed_threshold_fails_the_run_with_evidence(
+    first_run: subprocess.CompletedProcess[str], workdir: Path
+) -> None:
+    assert first_run.returncode == 0
+    strict = run_gate(workdir, "-m", "finetuned", "--threshold", "finetuned.rougeL=0.99", report="strict.html")
+    assert strict.returncode == 1
+    assert "FAILED evals/test_gates.py::test_threshold[finetuned-rougeL]" in strict.stdout
+    assert re.search(r"finetuned ROUGE-L mean 0\.\d{3} < threshold 0\.990; 95% CI \[0\.\d{3}, 0\.\d{3}\], n=8", strict.stdout)

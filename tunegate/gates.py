@@ -6,6 +6,7 @@ A gate never asserts; it returns a `GateResult` whose message is the evidence a 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -73,3 +74,24 @@ def sample_problems(sample: Sample, generation: Generation) -> list[str]:
     if forbidden:
         problems.append(f"contains forbidden text {forbidden}")
     return problems
+
+
+def sample_pass_rate_gate(problems_by_id: Mapping[str, list[str]], mode: str, min_rate: float) -> GateResult:
+    """Passes when at least `min_rate` of the mode's samples meet their own expectations.
+
+    With min_rate 1.0 (the default) every sample must pass. A lower rate is a failure budget
+    for large eval sets and small models: the failing samples stay visible, listed here and
+    in their own tests, but do not block the release while the share holds.
+    """
+    total = len(problems_by_id)
+    failing = {sample_id: problems for sample_id, problems in problems_by_id.items() if problems}
+    passing = total - len(failing)
+    rate = passing / total if total else 0.0
+    passed = total > 0 and rate >= min_rate
+    relation = ">=" if passed else "<"
+    message = f"{mode}: {passing}/{total} samples meet their expectations ({rate:.1%} {relation} {min_rate:.1%})"
+    if failing:
+        shown = "; ".join(f"{sample_id}: {', '.join(problems)}" for sample_id, problems in list(failing.items())[:5])
+        more = f" (+{len(failing) - 5} more)" if len(failing) > 5 else ""
+        message += f"; failing: {shown}{more}"
+    return GateResult(f"sample_pass_rate[{mode}]", passed, message)

@@ -20,7 +20,7 @@ from tunegate.config import GateConfig, load_config, parse_override, parse_thres
 from tunegate.data import Sample
 from tunegate.data import pytest_id as node_id_part
 from tunegate.errors import TunegateError
-from tunegate.gates import GateResult, sample_problems, threshold_gate
+from tunegate.gates import GateResult, sample_pass_rate_gate, threshold_gate
 from tunegate.inference import MODES
 from tunegate.run import GateRun
 
@@ -168,6 +168,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             for metric, floor in per_metric.items()
         ]
         metafunc.parametrize("threshold_case", params)
+    if "pass_rate_mode" in metafunc.fixturenames:
+        params = [pytest.param(mode, id=mode, marks=getattr(pytest.mark, mode))
+                  for mode in run.config.sample_gate_modes if mode in run.modes]
+        metafunc.parametrize("pass_rate_mode", params)
 
 
 @contextlib.contextmanager
@@ -183,7 +187,8 @@ def sample_verdict(request: pytest.FixtureRequest, sample_case: SampleCase, gate
     """The sample's own expectations checked on its answer; scores and answer go to the report.
 
     In modes outside `sample_gate_modes` (by default base and prompt_eng, the yardsticks, not
-    the shipped artifact) a failed expectation is an xfail with its reason, not a red run.
+    the shipped artifact) a failed expectation is an xfail with its reason, not a red run; so
+    is one inside the failure budget that `min_sample_pass_rate` < 1 allows.
     """
     mode, sample = sample_case.mode, sample_case.sample
     with _progress_visible(request.config):
@@ -197,16 +202,21 @@ def sample_verdict(request: pytest.FixtureRequest, sample_case: SampleCase, gate
     from tunegate.report import sample_html
 
     request.node.stash[EXTRAS_KEY] = [{"html": sample_html(sample, generation, scores)}]
-    problems = sample_problems(sample, generation)
+    problems = gate_run.sample_problems(mode)[sample.id]
     verdict = GateResult(
         name=f"sample[{mode}-{sample.id}]",
         passed=not problems,
         message="; ".join(problems) if problems else "answer meets the sample's expectations",
     )
+    # Markers, not pytest.xfail(): the test body still runs, so the call-phase report (and with
+    # it the answer and scores in the HTML) is kept.
     if problems and mode not in gate_run.config.sample_gate_modes:
-        # A marker, not pytest.xfail(): the test body still runs, so the call-phase report
-        # (and with it the answer and scores in the HTML) is kept.
         request.node.add_marker(pytest.mark.xfail(reason=f"{mode} is a yardstick (not in sample_gate_modes)", strict=False))
+    elif problems and gate_run.config.min_sample_pass_rate < 1:
+        budget = sample_pass_rate_gate(gate_run.sample_problems(mode), mode, gate_run.config.min_sample_pass_rate)
+        if budget.passed:
+            reason = f"within the failure budget (min_sample_pass_rate): {budget.message.split(';')[0]}"
+            request.node.add_marker(pytest.mark.xfail(reason=reason, strict=False))
     return verdict
 
 
@@ -216,6 +226,16 @@ def threshold_verdict(request: pytest.FixtureRequest, threshold_case: ThresholdC
     with _progress_visible(request.config):
         table = gate_run.scores(threshold_case.mode)
     verdict = threshold_gate(table, threshold_case.mode, threshold_case.metric, threshold_case.floor)
+    request.config.stash[GATES_KEY].append(verdict)
+    return verdict
+
+
+@pytest.fixture
+def sample_pass_rate_verdict(request: pytest.FixtureRequest, pass_rate_mode: str, gate_run: GateRun) -> GateResult:
+    """The share of the mode's samples that meet their expectations, against min_sample_pass_rate."""
+    with _progress_visible(request.config):
+        problems = gate_run.sample_problems(pass_rate_mode)
+    verdict = sample_pass_rate_gate(problems, pass_rate_mode, gate_run.config.min_sample_pass_rate)
     request.config.stash[GATES_KEY].append(verdict)
     return verdict
 
@@ -250,7 +270,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     times = run.times
     terminalreporter.write_line(
         f"model cache {times.model_cache_s:.1f}s · generation {times.generation_s:.1f}s "
-        f"(new answers: {times.generated}) · scoring {times.scoring_s:.1f}s"
+        f"(new answers: {times.generated_text()}) · scoring {times.scoring_s:.1f}s"
     )
 
 
@@ -282,7 +302,7 @@ class _HtmlReport:
         times = run.times
         timings = {
             "demo model cache": f"{times.model_cache_s:.1f} s",
-            "generation": f"{times.generation_s:.1f} s (new answers per mode: {times.generated or 'none'})",
+            "generation": f"{times.generation_s:.1f} s (new answers: {times.generated_text()})",
             "scoring": f"{times.scoring_s:.1f} s",
         }
         prefix.append(summary_html(run.provenance(), cis, self.config.stash[GATES_KEY], plots, timings))

@@ -17,6 +17,7 @@ import pandas as pd
 
 from tunegate.config import GateConfig
 from tunegate.data import Sample, eval_set_sha256, load_eval_set
+from tunegate.gates import sample_problems
 from tunegate.inference import MODES, Generation, ModelSession
 from tunegate.models import resolve_base_model
 from tunegate.scores import empty_table, score_mode
@@ -30,6 +31,10 @@ class PhaseTimes:
     generation_s: float = 0.0
     scoring_s: float = 0.0
     generated: dict[str, int] = field(default_factory=dict)  # fresh generations per mode (0: all cached)
+
+    def generated_text(self) -> str:
+        """Fresh answers per mode in mode order, e.g. `base 0, finetuned 50`; `none` before any."""
+        return ", ".join(f"{m} {self.generated[m]}" for m in MODES if m in self.generated) or "none"
 
 
 class GateRun:
@@ -73,6 +78,10 @@ class GateRun:
     def generation(self, mode: str, sample_id: str) -> Generation:
         by_id = {g.sample_id: g for g in self.generations(mode)}
         return by_id[sample_id]
+
+    def sample_problems(self, mode: str) -> dict[str, list[str]]:
+        """Each sample's unmet expectations in `mode`, by sample id (an empty list: all met)."""
+        return {g.sample_id: sample_problems(s, g) for s, g in zip(self.samples, self.generations(mode))}
 
     def scores(self, mode: str) -> pd.DataFrame:
         """The long score rows of one mode."""
