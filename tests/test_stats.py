@@ -126,3 +126,8 @@ def test_mean_ci_is_frozen() -> None:
     ci = bootstrap_mean_ci([0.1, 0.2])
     with pytest.raises(AttributeError):
         ci.mean = 1.0  # type: ignore[misc]
+
+
+def test_interval_does_not_depend_on_the_order_of_the_scores() -> None:
+    values = np.random.default_rng(3).uniform(size=40)
+    assert bootstrap_mean_ci(values) == bootstrap_mean_ci(values[::-1])

@@ -48,6 +48,7 @@ def bootstrap_mean_ci(
         raise ValueError(f"need a non-empty 1-D sequence of scores, got shape {data.shape}")
     if np.isnan(data).any():
         raise ValueError(f"{int(np.isnan(data).sum())} of {data.size} scores are NaN")
+    data = np.sort(data)  # order-free: the same scores give the same interval wherever they come from
     n = data.size
     mean = float(data.mean())
     if n == 1:
