@@ -48,6 +48,8 @@ class GateRun:
         self._session: ModelSession | None = None
         self._generations: dict[str, list[Generation]] = {}
         self._scores: dict[str, pd.DataFrame] = {}
+        self._by_id: dict[str, dict[str, Generation]] = {}  # per-mode lookups the per-sample tests share
+        self._problems: dict[str, dict[str, list[str]]] = {}
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -76,12 +78,16 @@ class GateRun:
         return self._generations[mode]
 
     def generation(self, mode: str, sample_id: str) -> Generation:
-        by_id = {g.sample_id: g for g in self.generations(mode)}
-        return by_id[sample_id]
+        if mode not in self._by_id:
+            self._by_id[mode] = {g.sample_id: g for g in self.generations(mode)}
+        return self._by_id[mode][sample_id]
 
     def sample_problems(self, mode: str) -> dict[str, list[str]]:
         """Each sample's unmet expectations in `mode`, by sample id (an empty list: all met)."""
-        return {g.sample_id: sample_problems(s, g) for s, g in zip(self.samples, self.generations(mode))}
+        if mode not in self._problems:
+            pairs = zip(self.samples, self.generations(mode))
+            self._problems[mode] = {g.sample_id: sample_problems(s, g) for s, g in pairs}
+        return self._problems[mode]
 
     def scores(self, mode: str) -> pd.DataFrame:
         """The long score rows of one mode."""
