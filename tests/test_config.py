@@ -405,3 +405,55 @@ def test_min_sample_pass_rate_must_be_a_share(project: Path, value: str) -> None
 def test_min_sample_pass_rate_is_read(project: Path) -> None:
     assert load_config(tunegate_table(project, "min_sample_pass_rate = 0.9\n")).min_sample_pass_rate == 0.9
     assert load_config(tunegate_table(project)).min_sample_pass_rate == 1.0
+
+
+# --- significance and baseline keys ------------------------------------------------------------
+
+
+def test_significance_defaults_follow_the_metrics(project: Path) -> None:
+    config = load_config(tunegate_table(project, 'metrics = ["rougeL", "bertscore"]\n'))
+    assert config.gain_metrics == ("rougeL", "bertscore") and config.regression_metrics == ("rougeL", "bertscore")
+    assert config.gain_over == ("base", "prompt_eng") and config.alpha == 0.05 and config.bootstrap_iters == 10_000
+    assert dict(config.min_gain) == {} and dict(config.regression_margin) == {}
+    assert config.prompt_suffices_ratio == 0.9
+    assert config.baseline_dir == project / "baselines"
+
+
+def test_significance_keys_are_read(project: Path) -> None:
+    config = load_config(tunegate_table(project, "\n".join([
+        'gain_metrics = ["rougeL"]',
+        'gain_over = ["prompt_eng"]',
+        "alpha = 0.01",
+        "bootstrap_iters = 2000",
+        "seed = 7",
+        "prompt_suffices_ratio = 0.95",
+        'regression_metrics = ["bertscore"]',
+        'baseline_dir = "release/baselines"',
+        "[tool.tunegate.min_gain]",
+        "rougeL = 0.02",
+        "[tool.tunegate.regression_margin]",
+        "bertscore = 0.01",
+    ]) + "\n"))
+    assert config.gain_metrics == ("rougeL",) and config.gain_over == ("prompt_eng",)
+    assert (config.alpha, config.bootstrap_iters, config.seed, config.prompt_suffices_ratio) == (0.01, 2000, 7, 0.95)
+    assert config.regression_metrics == ("bertscore",)
+    assert dict(config.min_gain) == {"rougeL": 0.02} and dict(config.regression_margin) == {"bertscore": 0.01}
+    assert config.baseline_dir == project / "release" / "baselines"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("alpha = 0.7", "alpha must be in (0, 0.5)"),
+        ("alpha = 5", "alpha must be float"),
+        ("bootstrap_iters = 100", "bootstrap_iters must be at least 1000"),
+        ("prompt_suffices_ratio = 1.5", "prompt_suffices_ratio must be in (0, 1]"),
+        ('gain_metrics = ["bleu"]', "gain_metrics has 'bleu', which is not among metrics"),
+        ('gain_over = ["finetuned"]', "gain_over has 'finetuned'"),
+        ("[tool.tunegate.min_gain]\nrougeL = -0.1", "min_gain.rougeL must be a number >= 0"),
+        ("[tool.tunegate.regression_margin]\nrougeL = true", "regression_margin.rougeL must be a number >= 0"),
+        ("[tool.tunegate.regression_margin]\njudge = 0.1", "regression_margin has 'judge'"),
+    ],
+)
+def test_bad_significance_values(project: Path, extra: str, expected: str) -> None:
+    assert expected in config_error(tunegate_table(project, extra + "\n"))

@@ -16,7 +16,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SLICE = 8
-GATES = 3  # finetuned ROUGE-L and BERTScore floors, and the sample pass rate
+# finetuned ROUGE-L and BERTScore floors, the sample pass rate, 4 metrics x 2 opponents of
+# significant gain, the fine-tune-or-not verdict, and non-regression against baselines/.
+GATES = 3 + 8 + 1 + 1
 
 pytestmark = pytest.mark.slow
 
@@ -98,3 +100,36 @@ def test_a_missed_threshold_fails_the_run_with_evidence(
     assert strict.returncode == 1
     assert "FAILED evals/test_gates.py::test_threshold[finetuned-rougeL]" in strict.stdout
     assert re.search(r"finetuned ROUGE-L mean 0\.\d{3} < threshold 0\.990; 95% CI \[0\.\d{3}, 0\.\d{3}\], n=8", strict.stdout)
+
+
+@pytest.fixture(scope="module")
+def null_adapter(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real LoRA adapter whose B matrices are zero (peft's default init): exactly the base model."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(demo_model_dir, dtype=torch.float32)
+    adapter = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
+    path = tmp_path_factory.mktemp("null_adapter")
+    adapter.save_pretrained(path)
+    return path
+
+
+def test_a_null_adapter_fails_the_significance_and_baseline_gates_readably(
+    first_run: subprocess.CompletedProcess[str], workdir: Path, null_adapter: Path
+) -> None:
+    assert first_run.returncode == 0
+    weak = run_gate(workdir, "-m", "finetuned", "--adapter", str(null_adapter), report="null.html")
+    assert weak.returncode == 1, weak.stdout[-3000:]
+    out = weak.stdout
+    for metric in ("rouge1", "rouge2", "rougeL", "bertscore"):
+        assert f"FAILED evals/test_gates.py::test_significant_gain[vs-base-{metric}]" in out
+    # Identical answers on every sample: no evidence at all, and the message says so.
+    assert re.search(r"finetuned does not significantly beat base \(Holm-adjusted p >= alpha 0\.05\): ROUGE-L "
+                     r"finetuned (0\.\d{3}) vs base \1: diff \+0\.000 .*p=1\.000, .*n=8, 8 ties", out)
+    assert "FAILED evals/test_gates.py::test_finetune_verdict" in out
+    assert re.search(r"(prompt engineering suffices|prompt engineering beats the adapter|inconclusive): ", out)
+    assert "FAILED evals/test_baseline.py::test_no_regression" in out
+    assert "significantly worse than the accepted baseline" in out
+    assert "42 baseline samples are not in this run" in out

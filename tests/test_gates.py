@@ -153,3 +153,143 @@ def test_sample_pass_rate_below_budget_fails_and_truncates_the_list() -> None:
 
 def test_sample_pass_rate_of_nothing_fails() -> None:
     assert not sample_pass_rate_gate({}, "finetuned", 0.5).passed
+
+
+# --- gain_checks, gain_gate, finetune_verdict ------------------------------------------------
+
+import numpy as np  # noqa: E402
+
+from tunegate.gates import finetune_verdict, gain_checks, gain_gate, paired_scores  # noqa: E402
+from tunegate.stats import holm_adjust, paired_bootstrap  # noqa: E402
+
+
+def long_table(values: dict[tuple[str, str], np.ndarray]) -> pd.DataFrame:
+    """(mode, metric) -> per-sample values, as the long score table (ids s000, s001, ...)."""
+    rows = [
+        (f"s{i:03d}", mode, metric, float(v))
+        for (mode, metric), vector in values.items()
+        for i, v in enumerate(vector)
+    ]
+    return pd.DataFrame(rows, columns=["sample_id", "mode", "metric", "value"])
+
+
+def three_modes(n: int = 50, *, gain: float = 0.15, prompt_gain: float = 0.0, seed: int = 0) -> pd.DataFrame:
+    """Scores where each sample has a shared difficulty; finetuned adds `gain`, prompt_eng `prompt_gain`."""
+    rng = np.random.default_rng(seed)
+    difficulty = rng.beta(2, 5, n)
+    noise = lambda: rng.normal(0, 0.05, n)  # noqa: E731
+    values = {}
+    for metric in ("rougeL", "bertscore"):
+        values["base", metric] = np.clip(difficulty + noise(), 0, 1)
+        values["prompt_eng", metric] = np.clip(difficulty + prompt_gain + noise(), 0, 1)
+        values["finetuned", metric] = np.clip(difficulty + gain + noise(), 0, 1)
+    return long_table(values)
+
+
+def test_gain_checks_are_paired_bootstraps_holm_adjusted_as_one_family() -> None:
+    table = three_modes(gain=0.03)
+    checks = gain_checks(table, ["rougeL", "bertscore"], ["base", "prompt_eng"], iters=2000, seed=5)
+    assert [(c.opponent, c.metric) for c in checks] == [
+        ("base", "rougeL"), ("base", "bertscore"), ("prompt_eng", "rougeL"), ("prompt_eng", "bertscore"),
+    ]
+    expected_raw = []
+    for check in checks:
+        ours, theirs = paired_scores(table, "finetuned", check.opponent, check.metric)
+        single = paired_bootstrap(ours.to_numpy(), theirs.to_numpy(), iters=2000, seed=5)
+        assert check.comparison.diff == pytest.approx(single.diff)
+        assert check.comparison.p_value == pytest.approx(single.p_value)
+        expected_raw.append(single.p_value)
+    assert [c.p_adjusted for c in checks] == pytest.approx(list(holm_adjust(expected_raw)))
+    assert all(c.family_size == 4 for c in checks)
+
+
+def test_a_clear_gain_passes_with_the_evidence_in_the_message() -> None:
+    checks = gain_checks(three_modes(gain=0.15), ["rougeL"], ["base", "prompt_eng"], iters=2000)
+    for check in checks:
+        verdict = gain_gate(check)
+        assert verdict.passed, verdict.message
+        assert verdict.name == f"gain[finetuned-vs-{check.opponent}-rougeL]"
+        assert verdict.message.startswith(f"finetuned beats {check.opponent}: ROUGE-L finetuned 0.")
+        for part in ("diff +0.1", "95% CI +0.", "Holm-adjusted p=", "over 2 comparisons", "n=50"):
+            assert part in verdict.message
+
+
+def test_identical_answers_are_no_gain() -> None:
+    """A null adapter: finetuned scores exactly what base scores on every sample."""
+    table = three_modes()
+    base_rows = table[table["mode"] == "base"].assign(mode="finetuned")
+    table = pd.concat([table[table["mode"] != "finetuned"], base_rows], ignore_index=True)
+    (check,) = gain_checks(table, ["rougeL"], ["base"], iters=2000)
+    assert check.comparison.diff == 0 and check.comparison.ties == 50 and check.p_adjusted == 1.0
+    verdict = gain_gate(check)
+    assert not verdict.passed
+    assert "does not significantly beat base" in verdict.message and "50 ties" in verdict.message
+
+
+def test_a_significant_gain_below_the_minimum_fails() -> None:
+    (check,) = gain_checks(three_modes(gain=0.05, n=200), ["rougeL"], ["base"], iters=2000, min_gain={"rougeL": 0.1})
+    assert check.significant and not check.passed
+    assert "below the minimum gain 0.100" in gain_gate(check).message
+
+
+def test_holm_can_turn_a_lone_significant_result_into_a_family_failure() -> None:
+    """The same comparison is significant alone and not once 8 comparisons share alpha."""
+    seeds = range(40)
+    flipped = 0
+    for seed in seeds:
+        table = three_modes(gain=0.02, n=50, seed=seed)
+        (alone,) = gain_checks(table, ["rougeL"], ["base"], iters=2000, seed=seed)
+        family = gain_checks(table, ["rougeL", "bertscore"], ["base", "prompt_eng"], iters=2000, seed=seed)
+        in_family = next(c for c in family if c.opponent == "base" and c.metric == "rougeL")
+        assert in_family.p_adjusted >= alone.p_adjusted
+        flipped += alone.significant and not in_family.significant
+    assert flipped > 0
+
+
+def test_samples_missing_from_one_mode_are_left_out_of_the_pairing() -> None:
+    table = three_modes(n=20)
+    table = table[~((table["mode"] == "base") & (table["sample_id"] == "s003"))]
+    (check,) = gain_checks(table, ["rougeL"], ["base"], iters=500)
+    assert check.comparison.n == 19
+
+
+def verdict_for(prompt_gain: float, gain: float, n: int = 50, min_gain: float = 0.0) -> GateResult:
+    table = three_modes(n=n, gain=gain, prompt_gain=prompt_gain, seed=1)
+    checks = gain_checks(table, ["rougeL"], ["prompt_eng"], iters=2000, min_gain={"rougeL": min_gain})
+    return finetune_verdict(checks[0], 0.9)
+
+
+def test_verdict_passes_when_fine_tuning_pays_off() -> None:
+    result = verdict_for(prompt_gain=0.0, gain=0.15)
+    assert result.passed and result.name == "finetune_verdict"
+    assert result.message.startswith("fine-tuning pays off: prompt_eng reaches ")
+
+
+def test_verdict_says_prompt_engineering_suffices() -> None:
+    """prompt_eng within 10% of finetuned and no significant difference: ship the prompt."""
+    result = verdict_for(prompt_gain=0.10, gain=0.10)
+    assert not result.passed
+    assert result.message.startswith("prompt engineering suffices: prompt_eng reaches ")
+    assert "(>= 90%)" in result.message and "ship the prompt, not the adapter" in result.message
+
+
+def test_verdict_says_when_prompt_engineering_is_better() -> None:
+    result = verdict_for(prompt_gain=0.15, gain=0.0)
+    assert not result.passed
+    assert result.message.startswith("prompt engineering beats the adapter")
+
+
+def test_verdict_is_inconclusive_when_the_lead_is_large_but_noisy() -> None:
+    prompt_eng = np.array([0.1, 0.5, 0.2, 0.6, 0.3, 0.4])  # mean 0.35
+    swings = np.array([0.4, -0.3, 0.35, -0.25, 0.3, -0.2])  # mean +0.05, but half the samples got worse
+    values = {("prompt_eng", "rougeL"): prompt_eng, ("finetuned", "rougeL"): prompt_eng + swings}
+    (check,) = gain_checks(long_table(values), ["rougeL"], ["prompt_eng"], iters=2000)
+    assert not check.significant and check.comparison.mean_b < 0.9 * check.comparison.mean_a
+    result = finetune_verdict(check, 0.9)
+    assert not result.passed and result.message.startswith("inconclusive: finetuned leads")
+    assert "more eval samples would decide" in result.message
+
+
+def test_verdict_names_a_real_gain_below_the_minimum() -> None:
+    result = verdict_for(prompt_gain=0.0, gain=0.05, n=200, min_gain=0.2)
+    assert not result.passed and "below the minimum gain 0.200" in result.message

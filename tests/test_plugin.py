@@ -275,3 +275,58 @@ def test_markers_are_known_under_strict_markers(inner: pytest.Pytester) -> None:
     """)
     result = inner.runpytest("--strict-markers", "-q", "test_marked.py")
     result.assert_outcomes(passed=1)
+
+
+# --- significance and baseline gates ----------------------------------------------------------
+
+SIGNIFICANCE_TEST = """
+def test_significant_gain(gain_verdict):
+    assert gain_verdict.passed, gain_verdict.message
+
+
+def test_finetune_verdict(adapter_verdict):
+    assert adapter_verdict.passed, adapter_verdict.message
+
+
+def test_no_regression(baseline_scores, baseline_snapshot):
+    assert baseline_scores == baseline_snapshot
+"""
+GAIN_IDS = [
+    f"test_significant_gain[vs-{opponent}-{metric}]"
+    for opponent in ("base", "prompt_eng")
+    for metric in ("rouge1", "rouge2", "rougeL", "bertscore")
+]
+
+
+def test_gain_gates_cover_every_metric_and_opponent_and_count_as_finetuned(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_inner_significance=SIGNIFICANCE_TEST)
+    configure(inner)
+    result = inner.runpytest("-m", "finetuned", "--collect-only", "-q", "test_inner_significance.py")
+    assert collected_ids(result) == GAIN_IDS + ["test_finetune_verdict", "test_no_regression"]
+    others = inner.runpytest("-m", "not finetuned", "--collect-only", "-q", "test_inner_significance.py")
+    assert collected_ids(others) == []
+
+
+def test_gain_metrics_and_opponents_are_configurable(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_inner_significance=SIGNIFICANCE_TEST)
+    configure(inner, 'gain_metrics = ["rougeL"]\ngain_over = ["prompt_eng"]\n')
+    result = inner.runpytest("--collect-only", "-q", "test_inner_significance.py")
+    assert collected_ids(result) == ["test_significant_gain[vs-prompt_eng-rougeL]", "test_finetune_verdict", "test_no_regression"]
+
+
+def test_without_an_adapter_the_adapter_gates_skip(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_inner_significance=SIGNIFICANCE_TEST)
+    configure(inner, adapter=False)
+    result = inner.runpytest("-q", "-rs", "-p", "no:cacheprovider", "test_inner_significance.py")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*no adapter configured*", "*3 skipped*"])
+
+
+def test_accepting_a_baseline_from_a_slice_is_refused(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_inner_significance=SIGNIFICANCE_TEST)
+    configure(inner)
+    result = inner.runpytest("-q", "-p", "no:cacheprovider", "--snapshot-update", "--eval-limit", "2",
+                             "test_inner_significance.py::test_no_regression")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*--snapshot-update with --eval-limit 2 would accept a baseline of only 2 samples*"])
+    assert not (inner.path / "baselines").exists()

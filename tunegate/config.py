@@ -47,9 +47,27 @@ class GateConfig:
     sample_gate_modes: tuple[str, ...] = ("finetuned",)
     min_sample_pass_rate: float = 1.0  # share of samples that must meet their expectations, per gated mode
     limit: int | None = None
+    # Significance gates (issue 4): finetuned must beat each opponent on each gain metric.
+    alpha: float = 0.05  # family-wise error rate of the gain gates (Holm over metrics x opponents)
+    bootstrap_iters: int = 10_000
+    seed: int = 0  # the bootstrap's; the same scores and seed give the same verdicts
+    gain_metrics: tuple[str, ...] = ()  # () : every metric in `metrics`
+    gain_over: tuple[str, ...] = ("base", "prompt_eng")
+    min_gain: Mapping[str, float] = field(default_factory=dict)  # metric -> smallest mean gain worth shipping
+    prompt_suffices_ratio: float = 0.9  # prompt_eng at >= this share of finetuned, not significantly below
+    regression_metrics: tuple[str, ...] = ()  # () : the gain metrics
+    regression_margin: Mapping[str, float] = field(default_factory=dict)  # metric -> tolerated drop vs baseline
+    baseline_dir: Path = Path("baselines")
     report_dir: Path = Path("reports")
     cache_dir: Path = Path(".tunegate_cache")
     source: Path | None = None  # the file the values came from, for messages and the report
+
+    def __post_init__(self) -> None:
+        # Defaults that depend on other fields (frozen, hence object.__setattr__).
+        if not self.gain_metrics:
+            object.__setattr__(self, "gain_metrics", tuple(self.metrics))
+        if not self.regression_metrics:
+            object.__setattr__(self, "regression_metrics", tuple(self.gain_metrics))
 
     @property
     def decoding(self) -> DecodingConfig:
@@ -70,7 +88,7 @@ class GateConfig:
         }
 
 
-_PATH_KEYS = {"eval_set", "adapter", "bertscore_model", "report_dir", "cache_dir"}
+_PATH_KEYS = {"eval_set", "adapter", "bertscore_model", "report_dir", "cache_dir", "baseline_dir"}
 _FILE_KEYS = {"system_prompt_file", "base_system_prompt_file", "finetuned_system_prompt_file"}
 _KEYS = {f.name for f in fields(GateConfig)} - {"source"} | _FILE_KEYS
 _PROMPT_TWINS = {k: k.removesuffix("_file") for k in _FILE_KEYS} | {k.removesuffix("_file"): k for k in _FILE_KEYS}
@@ -176,14 +194,14 @@ def load_config(
             f"{where}: no eval set configured. Add `eval_set = \"path/to/eval.jsonl\"` under [tool.tunegate] "
             "in pyproject.toml, or pass --eval-set FILE."
         )
-    for key in ("report_dir", "cache_dir"):
+    for key in ("report_dir", "cache_dir", "baseline_dir"):
         values.setdefault(key, file_base / _DEFAULT_DIRS[key])
     config = GateConfig(**values, thresholds=MappingProxyType(thresholds), source=pyproject)
     _check_consistency(config, where)
     return config
 
 
-_DEFAULT_DIRS = {"report_dir": "reports", "cache_dir": ".tunegate_cache"}
+_DEFAULT_DIRS = {"report_dir": "reports", "cache_dir": ".tunegate_cache", "baseline_dir": "baselines"}
 
 
 def _as_path(value: Any, base: Path, origin: str, key: str) -> Path:
@@ -216,6 +234,15 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "sample_gate_modes": (list, tuple),
     "min_sample_pass_rate": (float, int),
     "limit": (int,),
+    "alpha": (float,),
+    "bootstrap_iters": (int,),
+    "seed": (int,),
+    "gain_metrics": (list, tuple),
+    "gain_over": (list, tuple),
+    "min_gain": (dict,),
+    "prompt_suffices_ratio": (float, int),
+    "regression_metrics": (list, tuple),
+    "regression_margin": (dict,),
 }
 
 
@@ -224,8 +251,20 @@ def _check_type(key: str, value: Any, origin: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, expected):
         names = " or ".join(t.__name__ for t in expected)
         raise ConfigError(f"{origin}: {key} must be {names}, got {value!r}.")
-    if key in ("metrics", "sample_gate_modes"):
+    if key in ("metrics", "sample_gate_modes", "gain_metrics", "gain_over", "regression_metrics"):
         return tuple(str(v) for v in value)
+    if key in ("min_gain", "regression_margin"):
+        return _metric_numbers(key, value, origin)
+    if key == "alpha" and not 0 < value < 0.5:
+        raise ConfigError(f"{origin}: alpha must be in (0, 0.5), e.g. 0.05, got {value!r}.")
+    if key == "bootstrap_iters" and value < 1000:
+        raise ConfigError(
+            f"{origin}: bootstrap_iters must be at least 1000 (p-values resolve to 1/(iters+1)), got {value}."
+        )
+    if key == "prompt_suffices_ratio":
+        if not 0 < value <= 1:
+            raise ConfigError(f"{origin}: prompt_suffices_ratio must be in (0, 1], e.g. 0.9, got {value!r}.")
+        return float(value)
     if key == "field_map":
         return MappingProxyType({str(k): str(v) for k, v in value.items()})
     if key in ("max_new_tokens", "batch_size") and value < 1:
@@ -241,6 +280,16 @@ def _check_type(key: str, value: Any, origin: str) -> Any:
     if key in ("system_prompt", "base_system_prompt", "finetuned_system_prompt"):
         return value.strip() or None
     return value
+
+
+def _metric_numbers(key: str, table: Mapping[str, Any], origin: str) -> Mapping[str, float]:
+    """A `metric = number` table such as [tool.tunegate.min_gain]; numbers must be finite and >= 0."""
+    result = {}
+    for metric, number in table.items():
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number) or number < 0:
+            raise ConfigError(f"{origin}: {key}.{metric} must be a number >= 0, got {number!r}.")
+        result[str(metric)] = float(number)
+    return MappingProxyType(result)
 
 
 def _nested_thresholds(table: Any, origin: str) -> dict[str, dict[str, float]]:
@@ -265,6 +314,13 @@ def _check_consistency(config: GateConfig, where: str) -> None:
         raise ConfigError(
             f"{where}: primary_metric {config.primary_metric!r} is not among metrics {list(config.metrics)}."
         )
+    for key in ("gain_metrics", "regression_metrics", "min_gain", "regression_margin"):
+        for metric in getattr(config, key):
+            if metric not in config.metrics:
+                raise ConfigError(f"{where}: {key} has {metric!r}, which is not among metrics {list(config.metrics)}.")
+    for mode in config.gain_over:
+        if mode not in ("base", "prompt_eng"):
+            raise ConfigError(f"{where}: gain_over has {mode!r}; finetuned can be compared with 'base' and 'prompt_eng'.")
     for mode in config.sample_gate_modes:
         if mode not in MODES:
             raise ConfigError(f"{where}: sample_gate_modes has {mode!r}; modes are {', '.join(MODES)}.")

@@ -5,7 +5,8 @@
     ├── EvalSetError              the eval set file: JSON, encoding, fields, ids
     ├── ModelError                the base model directory or the demo model cache
     ├── AdapterError              the adapter directory (missing files, wrong base)
-    └── MetricError               a scorer that cannot run (missing local model, bad input)
+    ├── MetricError               a scorer that cannot run (missing local model, bad input)
+    └── BaselineError             a stored baseline in baselines/ that cannot be read
 
 Each message is one paragraph that names the file, line or field, what was found, and the fix,
 so the plugin can show it as-is instead of a traceback.
@@ -36,3 +37,7 @@ class AdapterError(TunegateError):
 
 class MetricError(TunegateError):
     """A scorer cannot run: a missing local scoring model or inconsistent inputs."""
+
+
+class BaselineError(TunegateError):
+    """A stored baseline snapshot is not a tunegate baseline (hand-edited, truncated, or too old)."""

@@ -6,7 +6,7 @@ A gate never asserts; it returns a `GateResult` whose message is the evidence a 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -14,7 +14,7 @@ import pandas as pd
 from tunegate.data import Sample
 from tunegate.inference import Generation
 from tunegate.scores import METRIC_LABELS, mode_metric_values
-from tunegate.stats import MeanCI, bootstrap_mean_ci
+from tunegate.stats import Comparison, MeanCI, bootstrap_mean_ci, format_p, holm_adjust, paired_bootstrap_many
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +95,126 @@ def sample_pass_rate_gate(problems_by_id: Mapping[str, list[str]], mode: str, mi
         more = f" (+{len(failing) - 5} more)" if len(failing) > 5 else ""
         message += f"; failing: {shown}{more}"
     return GateResult(f"sample_pass_rate[{mode}]", passed, message)
+
+
+# -- significance: finetuned against its yardsticks ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GainCheck:
+    """finetuned against one opponent on one metric, inside a Holm-adjusted family."""
+
+    metric: str
+    opponent: str
+    comparison: Comparison  # a = finetuned, b = opponent
+    p_adjusted: float
+    family_size: int
+    alpha: float
+    min_gain: float = 0.0
+
+    @property
+    def significant(self) -> bool:
+        return self.p_adjusted < self.alpha
+
+    @property
+    def passed(self) -> bool:
+        return self.significant and self.comparison.diff >= self.min_gain
+
+    def evidence(self) -> str:
+        """The numbers behind the verdict, in one line."""
+        c = self.comparison
+        label = METRIC_LABELS.get(self.metric, self.metric)
+        ties = f", {c.ties} ties" if c.ties else ""
+        return (
+            f"{label} finetuned {c.mean_a:.3f} vs {self.opponent} {c.mean_b:.3f}: diff {c.diff:+.3f} "
+            f"[{c.confidence:.0%} CI {c.ci_low:+.3f}, {c.ci_high:+.3f}], p={format_p(c.p_value)}, "
+            f"Holm-adjusted p={format_p(self.p_adjusted)} over {self.family_size} comparisons; n={c.n}{ties}"
+        )
+
+
+def paired_scores(table: pd.DataFrame, mode_a: str, mode_b: str, metric: str) -> tuple[pd.Series, pd.Series]:
+    """Two modes' per-sample values of `metric` on the samples both have, aligned by sample id."""
+    first, second = mode_metric_values(table, mode_a, metric), mode_metric_values(table, mode_b, metric)
+    common = first.index.intersection(second.index)
+    return first.loc[common], second.loc[common]
+
+
+def gain_checks(
+    table: pd.DataFrame,
+    metrics: Sequence[str],
+    opponents: Sequence[str],
+    *,
+    alpha: float = 0.05,
+    iters: int = 10_000,
+    seed: int = 0,
+    min_gain: Mapping[str, float] | None = None,
+) -> tuple[GainCheck, ...]:
+    """Paired bootstrap of finetuned against each opponent on each metric, Holm-adjusted as one family.
+
+    The family is every metric × every opponent of the run: with 4 metrics and 2 opponents, 8
+    chances at a lucky "significant", so each p is adjusted to keep the chance of any false
+    gain at most alpha.
+    """
+    comparisons: list[tuple[str, str, Comparison]] = []
+    for opponent in opponents:
+        ours, theirs = {}, {}
+        for metric in metrics:
+            ours[metric], theirs[metric] = (s.to_numpy() for s in paired_scores(table, "finetuned", opponent, metric))
+        by_metric = paired_bootstrap_many(ours, theirs, iters=iters, seed=seed, alpha=alpha)
+        comparisons += [(metric, opponent, by_metric[metric]) for metric in metrics]
+    adjusted = holm_adjust([c.p_value for _, _, c in comparisons])
+    min_gain = min_gain or {}
+    return tuple(
+        GainCheck(metric, opponent, comparison, float(p), len(comparisons), alpha, float(min_gain.get(metric, 0.0)))
+        for (metric, opponent, comparison), p in zip(comparisons, adjusted)
+    )
+
+
+def gain_gate(check: GainCheck) -> GateResult:
+    """Passes when finetuned beats the opponent significantly (Holm) by at least the minimum gain."""
+    name = f"gain[finetuned-vs-{check.opponent}-{check.metric}]"
+    if check.passed:
+        verdict = f"finetuned beats {check.opponent}"
+    elif not check.significant:
+        verdict = f"finetuned does not significantly beat {check.opponent} (Holm-adjusted p >= alpha {check.alpha})"
+    else:
+        verdict = f"the gain over {check.opponent} is significant but below the minimum gain {check.min_gain:.3f}"
+    if check.min_gain and check.passed:
+        verdict += f" by at least the minimum gain {check.min_gain:.3f}"
+    return GateResult(name, check.passed, f"{verdict}: {check.evidence()}")
+
+
+def finetune_verdict(check: GainCheck, ratio_threshold: float = 0.9) -> GateResult:
+    """Fine-tune or not, on the primary metric: the source design's decision rule.
+
+    `check` is finetuned against prompt_eng. When prompt_eng reaches `ratio_threshold` of
+    finetuned's mean and the difference is not significant, the adapter is not worth shipping:
+    "prompt engineering suffices". Every other outcome is named too, so the failure says what
+    to do next (ship, drop the adapter, or collect more samples).
+    """
+    c = check.comparison
+    ratio = c.mean_b / c.mean_a if c.mean_a > 0 else (1.0 if c.mean_b >= c.mean_a else 0.0)
+    label = METRIC_LABELS.get(check.metric, check.metric)
+    share = f"prompt_eng reaches {ratio:.0%} of finetuned's {label}"
+    name = "finetune_verdict"
+    if check.passed:
+        return GateResult(name, True, f"fine-tuning pays off: {share}; {check.evidence()}")
+    if c.ci_high < 0:
+        return GateResult(name, False, f"prompt engineering beats the adapter: {share}; {check.evidence()}")
+    if check.significant:
+        return GateResult(
+            name, False, f"the adapter's gain is real but below the minimum gain {check.min_gain:.3f}: {share}; {check.evidence()}"
+        )
+    if ratio >= ratio_threshold:
+        return GateResult(
+            name,
+            False,
+            f"prompt engineering suffices: {share} (>= {ratio_threshold:.0%}) and the difference is not significant; "
+            f"ship the prompt, not the adapter. {check.evidence()}",
+        )
+    return GateResult(
+        name,
+        False,
+        f"inconclusive: finetuned leads ({share}) but not significantly at n={c.n}; more eval samples would decide. "
+        f"{check.evidence()}",
+    )

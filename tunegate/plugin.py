@@ -20,7 +20,7 @@ from tunegate.config import GateConfig, load_config, parse_override, parse_thres
 from tunegate.data import Sample
 from tunegate.data import pytest_id as node_id_part
 from tunegate.errors import TunegateError
-from tunegate.gates import GateResult, sample_pass_rate_gate, threshold_gate
+from tunegate.gates import GateResult, finetune_verdict, gain_gate, sample_pass_rate_gate, threshold_gate
 from tunegate.inference import MODES
 from tunegate.run import GateRun
 
@@ -143,6 +143,14 @@ class SampleCase:
 
 
 @dataclass(frozen=True, slots=True)
+class GainCase:
+    """One (opponent, metric) pair of the significance gates: does finetuned beat the opponent?"""
+
+    opponent: str
+    metric: str
+
+
+@dataclass(frozen=True, slots=True)
 class ThresholdCase:
     mode: str
     metric: str
@@ -168,10 +176,29 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             for metric, floor in per_metric.items()
         ]
         metafunc.parametrize("threshold_case", params)
+    if "gain_case" in metafunc.fixturenames:
+        params = [
+            pytest.param(GainCase(opponent, metric), id=f"vs-{opponent}-{metric}", marks=pytest.mark.finetuned)
+            for opponent in run.config.gain_over
+            for metric in run.config.gain_metrics
+            if "finetuned" in run.modes
+        ]
+        metafunc.parametrize("gain_case", params)
     if "pass_rate_mode" in metafunc.fixturenames:
         params = [pytest.param(mode, id=mode, marks=getattr(pytest.mark, mode))
                   for mode in run.config.sample_gate_modes if mode in run.modes]
         metafunc.parametrize("pass_rate_mode", params)
+
+
+# Gates about the adapter whatever their parameters: `-m finetuned` must select them.
+_ADAPTER_FIXTURES = {"gain_case", "adapter_verdict", "baseline_snapshot"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _ADAPTER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.finetuned)
 
 
 @contextlib.contextmanager
@@ -240,6 +267,84 @@ def sample_pass_rate_verdict(request: pytest.FixtureRequest, pass_rate_mode: str
     return verdict
 
 
+def _needs_adapter(gate_run: GateRun) -> None:
+    if "finetuned" not in gate_run.modes:
+        pytest.skip("no adapter configured: set [tool.tunegate] adapter (or --adapter) to gate one")
+
+
+@pytest.fixture
+def gain_verdict(request: pytest.FixtureRequest, gain_case: GainCase, gate_run: GateRun) -> GateResult:
+    """finetuned against one opponent on one metric: paired bootstrap, Holm-adjusted over the family."""
+    with _progress_visible(request.config):
+        check = gate_run.gain_check(gain_case.opponent, gain_case.metric)
+    verdict = gain_gate(check)
+    request.config.stash[GATES_KEY].append(verdict)
+    return verdict
+
+
+@pytest.fixture
+def adapter_verdict(request: pytest.FixtureRequest, gate_run: GateRun) -> GateResult:
+    """Fine-tune or not: finetuned against prompt_eng on the primary metric."""
+    _needs_adapter(gate_run)
+    config = gate_run.config
+    if "prompt_eng" not in config.gain_over or config.primary_metric not in config.gain_metrics:
+        pytest.skip("the verdict needs prompt_eng in gain_over and primary_metric in gain_metrics")
+    with _progress_visible(request.config):
+        check = gate_run.gain_check("prompt_eng", config.primary_metric)
+    verdict = finetune_verdict(check, config.prompt_suffices_ratio)
+    request.config.stash[GATES_KEY].append(verdict)
+    return verdict
+
+
+def _refuse_partial_baseline(config: pytest.Config, gate_run: GateRun) -> None:
+    """--snapshot-update on an --eval-limit slice would silently shrink the accepted baseline."""
+    limit = gate_run.config.limit
+    if limit and config.getoption("update_snapshots", False):
+        pytest.fail(
+            f"--snapshot-update with --eval-limit {limit} would accept a baseline of only {limit} samples; "
+            "accept a baseline from a run over the whole eval set (drop --eval-limit).",
+            pytrace=False,
+        )
+
+
+@pytest.fixture
+def baseline_scores(request: pytest.FixtureRequest, gate_run: GateRun) -> dict[str, Any]:
+    """The finetuned mode's per-sample scores, as the document a baseline stores."""
+    _needs_adapter(gate_run)
+    _refuse_partial_baseline(request.config, gate_run)
+    with _progress_visible(request.config):
+        return gate_run.baseline_payload()
+
+
+@pytest.fixture
+def baseline_snapshot(request: pytest.FixtureRequest, snapshot: Any, gate_run: GateRun) -> Iterator[Any]:
+    """syrupy's `snapshot`, stored in baseline_dir and compared by the non-regression test."""
+    from tunegate.baseline import baseline_extension
+
+    _needs_adapter(gate_run)
+    _refuse_partial_baseline(request.config, gate_run)
+    config = gate_run.config
+    update = bool(request.config.getoption("update_snapshots", False))
+    extension = baseline_extension(
+        config.baseline_dir,
+        update=update,
+        margins=config.regression_margin,
+        alpha=config.alpha,
+        iters=config.bootstrap_iters,
+        seed=config.seed,
+    )
+    yield snapshot.use_extension(extension)
+    if update:
+        return
+    if extension.checks:
+        check = extension.checks[-1]
+        request.config.stash[GATES_KEY].append(GateResult("no_regression", check.passed, check.message))
+    else:
+        request.config.stash[GATES_KEY].append(
+            GateResult("no_regression", False, f"no accepted baseline in {config.baseline_dir}; run pytest evals --snapshot-update")
+        )
+
+
 # -- reporting ---------------------------------------------------------------------------------
 
 
@@ -267,6 +372,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
     terminalreporter.write_sep("-", "tunegate: mean score per mode")
     terminalreporter.write_line(wide_means(table).round(3).to_string())
+    gates = config.stash.get(GATES_KEY, [])
+    if gates:
+        terminalreporter.write_sep("-", "tunegate: release gate verdicts")
+        for verdict in gates:
+            terminalreporter.write_line(str(verdict), green=verdict.passed, red=not verdict.passed)
     times = run.times
     terminalreporter.write_line(
         f"model cache {times.model_cache_s:.1f}s · generation {times.generation_s:.1f}s "

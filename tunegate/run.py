@@ -11,13 +11,15 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from tunegate.baseline import baseline_payload
 from tunegate.config import GateConfig
 from tunegate.data import Sample, eval_set_sha256, load_eval_set
-from tunegate.gates import sample_problems
+from tunegate.gates import GainCheck, gain_checks, sample_problems
 from tunegate.inference import MODES, Generation, ModelSession
 from tunegate.models import resolve_base_model
 from tunegate.scores import empty_table, score_mode
@@ -50,6 +52,7 @@ class GateRun:
         self._scores: dict[str, pd.DataFrame] = {}
         self._by_id: dict[str, dict[str, Generation]] = {}  # per-mode lookups the per-sample tests share
         self._problems: dict[str, dict[str, list[str]]] = {}
+        self._gain_checks: tuple[GainCheck, ...] | None = None
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -108,6 +111,37 @@ class GateRun:
         """The long table over `modes` (default: every mode this configuration can run)."""
         frames = [self.scores(mode) for mode in (modes or self.modes)]
         return pd.concat(frames, ignore_index=True) if frames else empty_table()
+
+    def gain_checks(self) -> tuple[GainCheck, ...]:
+        """finetuned against each `gain_over` mode on each gain metric, Holm-adjusted as one family."""
+        if self._gain_checks is None:
+            config = self.config
+            table = self.score_table(("finetuned", *config.gain_over))
+            self._gain_checks = gain_checks(
+                table,
+                config.gain_metrics,
+                config.gain_over,
+                alpha=config.alpha,
+                iters=config.bootstrap_iters,
+                seed=config.seed,
+                min_gain=config.min_gain,
+            )
+        return self._gain_checks
+
+    def gain_check(self, opponent: str, metric: str) -> GainCheck:
+        return next(c for c in self.gain_checks() if c.opponent == opponent and c.metric == metric)
+
+    def baseline_payload(self) -> dict[str, Any]:
+        """The finetuned mode's per-sample scores as a baseline document (what --snapshot-update stores)."""
+        table = self.score_table(("finetuned",))
+        session = self.session
+        adapter = session.adapter_identity
+        accepted = {
+            "adapter_sha256": adapter.sha256[:16] if adapter else None,
+            "base_model": self.config.base_model if self.config.base_model == "demo" else Path(self.config.base_model).name,
+            "eval_set_sha256": eval_set_sha256(self.config.eval_set)[:16],
+        }
+        return baseline_payload(table, self.config.regression_metrics, accepted)
 
     def computed_table(self) -> pd.DataFrame:
         """Only what was already scored this session (never triggers work): for the report."""
