@@ -59,15 +59,15 @@ class Comparison:
         return 1.0 - self.alpha
 
     def __str__(self) -> str:
-        null = f" > {self.margin:+.3f}" if self.margin else ""
+        test = f"p(diff > {self.margin:+.3f})" if self.margin else "p"
         return (
             f"diff {self.diff:+.3f} [{self.confidence:.0%} CI {self.ci_low:+.3f}, {self.ci_high:+.3f}], "
-            f"p{null}={format_p(self.p_value)}, n={self.n}"
+            f"{test}={format_p(self.p_value)}, n={self.n}"
         )
 
 
 def format_p(p_value: float) -> str:
-    """p as a reader wants it: 3 significant digits, never "0.000"."""
+    """p as a reader wants it: 3 decimals, or 2 significant digits below 0.001 (never "0.000")."""
     return f"{p_value:.2g}" if p_value < 0.001 else f"{p_value:.3f}"
 
 
@@ -82,6 +82,11 @@ def _as_scores(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
             f"{name}: {int(missing.sum())} of {data.size} scores are NaN (positions {where}); a missing score "
             "must not silently shrink n: score every sample or drop it from both systems"
         )
+    infinite = np.isinf(data)
+    if infinite.any():
+        where = ", ".join(str(i) for i in np.flatnonzero(infinite)[:5])
+        # An inf makes every bootstrap comparison false, which would read as the smallest p-value.
+        raise ValueError(f"{name}: {int(infinite.sum())} of {data.size} scores are infinite (positions {where})")
     return data
 
 
@@ -120,6 +125,8 @@ def bootstrap_mean_ci(
         seed: for `np.random.default_rng`, so a rerun draws the same interval.
     """
     data = _as_scores(values, "scores")
+    if iters < 1:
+        raise ValueError(f"iters must be at least 1, got {iters}")
     data = np.sort(data)  # order-free: the same scores give the same interval wherever they come from
     n = data.size
     mean = float(data.mean())
@@ -162,8 +169,7 @@ def paired_bootstrap(
     Raises:
         ValueError: lengths differ, fewer than 2 samples, NaN scores, or a bad iters/alpha.
     """
-    return paired_bootstrap_many({"scores": a}, {"scores": b}, iters=iters, seed=seed, alpha=alpha,
-                                 margins={"scores": margin})["scores"]
+    return paired_bootstrap_many({"": a}, {"": b}, iters=iters, seed=seed, alpha=alpha, margins={"": margin})[""]
 
 
 def paired_bootstrap_many(
@@ -196,12 +202,19 @@ def paired_bootstrap_many(
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), e.g. 0.05, got {alpha}")
     margins = margins or {}
-    pairs = {metric: (_as_scores(a[metric], f"a[{metric}]"), _as_scores(b[metric], f"b[{metric}]")) for metric in a}
+    unknown = sorted(set(margins) - set(a))
+    if unknown:
+        raise ValueError(f"margins for metrics not compared: {unknown}; compared metrics are {list(a)}")
+    def named(system: str, metric: str) -> str:
+        return f"{system}[{metric}]" if metric else system  # "" : the single-metric paired_bootstrap
+
+    pairs = {metric: (_as_scores(a[metric], named("a", metric)), _as_scores(b[metric], named("b", metric))) for metric in a}
     sizes = {metric: (first.size, second.size) for metric, (first, second) in pairs.items()}
     for metric, (size_a, size_b) in sizes.items():
         if size_a != size_b:
             raise ValueError(
-                f"{metric}: paired scores need the same samples in both systems: a has {size_a} scores, b has {size_b}"
+                f"{metric + ': ' if metric else ''}paired scores need the same samples in both systems: "
+                f"a has {size_a} scores, b has {size_b}"
             )
     n = next(iter(sizes.values()))[0]
     if any(size_a != n for size_a, _ in sizes.values()):
