@@ -6,7 +6,8 @@
     ├── ModelError                the base model directory or the demo model cache
     ├── AdapterError              the adapter directory (missing files, wrong base)
     ├── MetricError               a scorer that cannot run (missing local model, bad input)
-    └── BaselineError             a stored baseline in baselines/ that cannot be read
+    ├── BaselineError             a stored baseline in baselines/ that cannot be read
+    └── JudgeError                a judge that cannot go on (bad credentials, exhausted quota, no server)
 
 Each message is one paragraph that names the file, line or field, what was found, and the fix,
 so the plugin can show it as-is instead of a traceback.
@@ -41,3 +42,7 @@ class MetricError(TunegateError):
 
 class BaselineError(TunegateError):
     """A stored baseline snapshot is not a tunegate baseline (hand-edited, truncated, or too old)."""
+
+
+class JudgeError(TunegateError):
+    """The judge cannot go on: every further call would fail the same way (credentials, quota, model)."""

@@ -1,0 +1,389 @@
+"""LLM-as-judge: requests, prompts, strict parsing, cache and accounting; backends live elsewhere.
+
+Three kinds of judgement, from seed 000 and its follow-ups:
+
+    reference  the answer graded on accuracy, completeness and conciseness (1-5) against the reference;
+    blind      the same rubric with no reference shown (does the judge understand a good answer?);
+    pairwise   finetuned vs an opponent answer side by side, asked twice with the positions swapped,
+               so a judge that prefers whatever comes first cancels out.
+
+A backend (an OpenAI-compatible endpoint in `tunegate.judge_remote`, a local model scoring from
+token probabilities in `tunegate.judge_local`) turns `JudgeRequest`s into `JudgeReply`s. This
+module does what must not differ between backends: the rubric (a versioned file), delimiting
+untrusted text, the strict parse (an unparseable reply, a score out of range or a refusal is a
+judge error, never a score), the on-disk cache (one atomic JSON file per judgement, written the
+moment it arrives, errors never stored), and the accounting of calls, tokens and cost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tunegate.cache import DiskCache, fingerprint
+
+KINDS = ("reference", "blind", "pairwise")
+DIMENSIONS = ("accuracy", "completeness", "conciseness")
+SCORE_MIN, SCORE_MAX = 1, 5
+WINNERS = ("A", "B", "tie")
+RUBRIC_FILE = Path(__file__).parent / "prompts" / "judge_rubric_v1.md"
+_FRAMING_VERSION = "framing-v1"  # bump when the code-side framing below changes
+_METRIC_PREFIX = {"reference": "judge", "blind": "blind"}
+
+
+def metric_names(kind: str) -> tuple[str, ...]:
+    """Score-table metrics of a kind: `judge_accuracy`, ..., `judge_overall` (the seed's mean of three)."""
+    prefix = _METRIC_PREFIX[kind]
+    return tuple(f"{prefix}_{d}" for d in DIMENSIONS) + (f"{prefix}_overall",)
+
+
+JUDGE_METRICS = metric_names("reference") + metric_names("blind")
+
+
+# -- what a backend receives and returns --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeRequest:
+    """One judgement to make.
+
+    For reference and blind, `answer` is the graded answer of `mode`. For pairwise, `answer` is
+    shown as A and `answer_b` as B; `order` says which is the candidate ("candidate_first": A).
+    """
+
+    kind: str
+    sample_id: str
+    mode: str
+    question: str
+    reference: str | None
+    answer: str
+    answer_b: str = ""
+    order: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeReply:
+    """A backend's answer to one request: scores (or a pairwise winner), or a judge error."""
+
+    scores: Mapping[str, float] = field(default_factory=dict)  # dimension -> 1..5 (reference, blind)
+    winner: str | None = None  # "A", "B" or "tie" (pairwise)
+    reasoning: str = ""
+    error: str | None = None  # why this reply is not a judgement; never cached
+    input_tokens: int = 0
+    output_tokens: int = 0
+    calls: int = 0  # requests sent to a remote server for it, retries included (0 when local or cached)
+    latency_s: float = 0.0
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class JudgeBackend(Protocol):
+    """What a judge backend provides. `identity` goes into cache keys and the report, never a secret."""
+
+    identity: str
+
+    def judge(self, requests: Sequence[JudgeRequest]) -> Iterator[tuple[int, JudgeReply]]:
+        """Yield (index into `requests`, reply) as each judgement completes, in any order.
+
+        Yielding one at a time lets the caller cache each judgement the moment it exists, so a
+        killed run loses at most the calls in flight. A fault that makes every further call
+        pointless (bad credentials, exhausted quota) raises `tunegate.errors.JudgeError`.
+        """
+        ...
+
+
+class JudgeParseError(ValueError):
+    """A judge reply that is not a valid judgement (the message says why, for the error list)."""
+
+
+# -- prompts ------------------------------------------------------------------------------------
+
+
+def rubric() -> str:
+    return RUBRIC_FILE.read_text(encoding="utf-8").strip()
+
+
+def prompt_version() -> str:
+    """Changes whenever the rubric file or the framing changes, so cached judgements are redone."""
+    digest = hashlib.sha256(f"{_FRAMING_VERSION}\n{rubric()}".encode()).hexdigest()[:12]
+    return f"{RUBRIC_FILE.stem}-{digest}"
+
+
+def block(label: str, text: str) -> str:
+    """Untrusted text between markers it cannot forge: the nonce is a hash of the text itself."""
+    nonce = hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
+    return f"<<<{label} {nonce}>>>\n{text}\n<<<END {label} {nonce}>>>"
+
+
+def request_blocks(request: JudgeRequest) -> str:
+    """The data part of a judge prompt: question, reference (unless blind), and the answer(s)."""
+    parts = [block("QUESTION", request.question)]
+    if request.kind != "blind" and request.reference is not None:
+        parts.append(block("REFERENCE ANSWER", request.reference))
+    if request.kind == "pairwise":
+        parts += [block("ANSWER A", request.answer), block("ANSWER B", request.answer_b)]
+    else:
+        parts.append(block("ANSWER", request.answer))
+    return "\n\n".join(parts)
+
+
+def json_messages(request: JudgeRequest) -> list[dict[str, str]]:
+    """Chat messages for a judge that answers in JSON (remote backends)."""
+    if request.kind == "pairwise":
+        task = (
+            "Two answers to the same question follow, A and B. Using the rubric, decide which answer is better "
+            'overall. Reply with only a JSON object: {"winner": "A" | "B" | "tie", "reasoning": "<one sentence>"}.'
+        )
+    else:
+        fields_ = ", ".join(f'"{d}": <integer 1-5>' for d in DIMENSIONS)
+        task = (
+            ("There is no reference answer: judge from the question alone. " if request.kind == "blind" else "")
+            + f'Reply with only a JSON object: {{{fields_}, "reasoning": "<one sentence: the main deduction>"}}.'
+        )
+    return [
+        {"role": "system", "content": f"{rubric()}\n\n{task}"},
+        {"role": "user", "content": request_blocks(request)},
+    ]
+
+
+def json_schema(kind: str) -> dict[str, Any]:
+    """The JSON schema of a reply, for servers that support structured output."""
+    if kind == "pairwise":
+        properties: dict[str, Any] = {"winner": {"type": "string", "enum": list(WINNERS)}, "reasoning": {"type": "string"}}
+    else:
+        properties = {d: {"type": "integer", "minimum": SCORE_MIN, "maximum": SCORE_MAX} for d in DIMENSIONS}
+        properties["reasoning"] = {"type": "string"}
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
+# -- strict parsing -----------------------------------------------------------------------------
+
+_FENCE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?```$", re.DOTALL)
+_REFUSAL = re.compile(
+    r"^\W*(i'?m sorry|i am sorry|sorry,|i cannot|i can'?t|i can not|i won'?t|i am unable|i'?m unable|"
+    r"as an ai|i must decline|unable to comply)",
+    re.IGNORECASE,
+)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    stripped = text.strip()
+    fenced = _FENCE.match(stripped)
+    if fenced:
+        stripped = fenced.group(1).strip()
+    if _REFUSAL.match(stripped):
+        raise JudgeParseError(f"refusal: {_clip(stripped)}")
+    try:
+        value = json.loads(stripped)
+    except json.JSONDecodeError:
+        raise JudgeParseError(f"not a JSON object: {_clip(stripped)}") from None
+    if not isinstance(value, dict):
+        raise JudgeParseError(f"not a JSON object: {_clip(stripped)}")
+    return value
+
+
+def parse_scores(text: str) -> tuple[dict[str, float], str]:
+    """(dimension -> integer score, reasoning) from a judge's JSON reply, or JudgeParseError.
+
+    Strict: the whole reply is one JSON object (a ```json fence around it is tolerated); every
+    dimension is present and an integer from 1 to 5 (4.0 is accepted, 4.5 and "4" are not).
+    """
+    value = _json_object(text)
+    scores = {}
+    for dimension in DIMENSIONS:
+        if dimension not in value:
+            raise JudgeParseError(f"no {dimension!r} in the reply: {_clip(text)}")
+        score = value[dimension]
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or score != int(score):
+            raise JudgeParseError(f"{dimension} is {score!r}, not an integer 1-5")
+        if not SCORE_MIN <= score <= SCORE_MAX:
+            raise JudgeParseError(f"{dimension} = {score} is out of range {SCORE_MIN}-{SCORE_MAX}")
+        scores[dimension] = float(score)
+    reasoning = value.get("reasoning", "")
+    return scores, reasoning if isinstance(reasoning, str) else json.dumps(reasoning)
+
+
+def parse_winner(text: str) -> tuple[str, str]:
+    """("A" | "B" | "tie", reasoning) from a pairwise JSON reply, or JudgeParseError."""
+    value = _json_object(text)
+    winner = value.get("winner")
+    if not isinstance(winner, str) or winner.strip().upper() not in ("A", "B", "TIE"):
+        raise JudgeParseError(f"winner is {winner!r}, not 'A', 'B' or 'tie'")
+    normalised = winner.strip().upper()
+    reasoning = value.get("reasoning", "")
+    return ("tie" if normalised == "TIE" else normalised), reasoning if isinstance(reasoning, str) else ""
+
+
+def looks_like_refusal(text: str) -> bool:
+    return bool(_REFUSAL.match(text.strip()))
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+# -- requests, cache, orchestration -------------------------------------------------------------
+
+
+def build_requests(
+    kind: str,
+    samples: Sequence[Any],
+    answers: Mapping[str, Sequence[str]],
+    *,
+    candidate: str = "finetuned",
+    opponent: str = "prompt_eng",
+) -> list[JudgeRequest]:
+    """The requests of one kind. `answers` maps mode -> answers aligned with `samples`.
+
+    reference/blind: one request per (mode, sample) for every mode in `answers`.
+    pairwise: two per sample (candidate shown first, then second), candidate against opponent.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown judge kind {kind!r}; kinds are {', '.join(KINDS)}")
+    requests = []
+    if kind == "pairwise":
+        ours, theirs = answers[candidate], answers[opponent]
+        for sample, mine, other in zip(samples, ours, theirs):
+            mode = f"{candidate}-vs-{opponent}"
+            requests.append(JudgeRequest(kind, sample.id, mode, sample.prompt, sample.reference, mine, other, "candidate_first"))
+            requests.append(JudgeRequest(kind, sample.id, mode, sample.prompt, sample.reference, other, mine, "candidate_second"))
+        return requests
+    for mode, texts in answers.items():
+        for sample, text in zip(samples, texts):
+            reference = sample.reference if kind == "reference" else None
+            requests.append(JudgeRequest(kind, sample.id, mode, sample.prompt, reference, text))
+    return requests
+
+
+def _sha(text: str | None) -> str | None:
+    return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def request_key(identity: str, request: JudgeRequest) -> str:
+    """Cache key: backend identity and model, prompt version, kind, mode, sample, and content hashes."""
+    return fingerprint(
+        "judge/v1", identity, prompt_version(), request.kind, request.mode, request.order, request.sample_id,
+        _sha(request.question), _sha(request.reference), _sha(request.answer), _sha(request.answer_b),
+    )
+
+
+def _to_entry(reply: JudgeReply) -> dict[str, Any]:
+    return {"scores": dict(reply.scores), "winner": reply.winner, "reasoning": reply.reasoning,
+            "input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens}
+
+
+def _from_entry(entry: Mapping[str, Any]) -> JudgeReply:
+    return JudgeReply(scores=dict(entry.get("scores") or {}), winner=entry.get("winner"),
+                      reasoning=str(entry.get("reasoning", "")), input_tokens=int(entry.get("input_tokens", 0)),
+                      output_tokens=int(entry.get("output_tokens", 0)), cached=True)
+
+
+def run_judge(
+    backend: JudgeBackend,
+    requests: Sequence[JudgeRequest],
+    cache_dir: str | Path,
+    *,
+    progress: bool = True,
+    desc: str = "judge",
+) -> list[JudgeReply]:
+    """Replies aligned with `requests`: from the cache where present, else from the backend.
+
+    Each successful judgement is written to the cache as soon as the backend yields it; judge
+    errors are returned but not cached, so the next run asks again.
+    """
+    from tqdm.auto import tqdm
+
+    cache = DiskCache(cache_dir, "judge")
+    keys = [request_key(backend.identity, r) for r in requests]
+    found = cache.get_many(keys)
+    replies: list[JudgeReply | None] = [_from_entry(found[k]) if k in found else None for k in keys]
+    missing = [i for i, reply in enumerate(replies) if reply is None]
+    if missing:
+        with tqdm(total=len(missing), desc=desc, unit="call", disable=not progress) as bar:
+            for position, reply in backend.judge([requests[i] for i in missing]):
+                index = missing[position]
+                if reply.ok:
+                    cache.put(keys[index], _to_entry(reply))
+                replies[index] = reply
+                bar.update(1)
+    absent = [requests[i].sample_id for i, reply in enumerate(replies) if reply is None]
+    if absent:
+        raise RuntimeError(f"judge backend {backend.identity} returned no reply for {len(absent)} requests: {absent[:5]}")
+    return [reply for reply in replies if reply is not None]
+
+
+# -- results ------------------------------------------------------------------------------------
+
+
+def score_rows(requests: Sequence[JudgeRequest], replies: Sequence[JudgeReply]) -> list[tuple[str, str, str, float]]:
+    """Long score-table rows (sample_id, mode, metric, value) of the successful reference/blind judgements."""
+    rows = []
+    for request, reply in zip(requests, replies):
+        if request.kind == "pairwise" or not reply.ok:
+            continue
+        names = metric_names(request.kind)
+        values = [reply.scores[d] for d in DIMENSIONS]
+        for name, value in zip(names, [*values, sum(values) / len(values)]):
+            rows.append((request.sample_id, request.mode, name, float(value)))
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeFailure:
+    """One judgement that produced no score, for the error budget and the report."""
+
+    kind: str
+    mode: str
+    sample_id: str
+    message: str
+
+
+def judge_failures(requests: Sequence[JudgeRequest], replies: Sequence[JudgeReply]) -> list[JudgeFailure]:
+    return [JudgeFailure(q.kind, q.mode, q.sample_id, r.error or "") for q, r in zip(requests, replies) if not r.ok]
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeUsage:
+    """Calls, tokens and cost of one (kind, mode) of judging in this run."""
+
+    kind: str
+    mode: str
+    judgements: int
+    cached: int
+    calls: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    seconds: float
+
+    def cost(self, price_input: float | None, price_output: float | None) -> float | None:
+        """Cost of the tokens sent this run (cached judgements cost nothing), prices per million tokens."""
+        if price_input is None or price_output is None:
+            return None
+        return (self.input_tokens * price_input + self.output_tokens * price_output) / 1e6
+
+
+def usage(requests: Sequence[JudgeRequest], replies: Sequence[JudgeReply]) -> list[JudgeUsage]:
+    """Per (kind, mode): cached judgements count as judgements, not as calls or tokens."""
+    groups: dict[tuple[str, str], list[JudgeReply]] = {}
+    for request, reply in zip(requests, replies):
+        groups.setdefault((request.kind, request.mode), []).append(reply)
+    result = []
+    for (kind, mode), group in groups.items():
+        fresh = [r for r in group if not r.cached]
+        result.append(JudgeUsage(
+            kind=kind, mode=mode, judgements=len(group), cached=len(group) - len(fresh),
+            calls=sum(r.calls for r in fresh), errors=sum(not r.ok for r in group),
+            input_tokens=sum(r.input_tokens for r in fresh), output_tokens=sum(r.output_tokens for r in fresh),
+            seconds=sum(r.latency_s for r in fresh),
+        ))
+    return result
