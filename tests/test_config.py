@@ -216,7 +216,7 @@ def test_unreadable_system_prompt_file(project: Path) -> None:
                      ["thresholds.tuned: unknown mode", "modes are base, prompt_eng, finetuned"],
                      id="threshold-unknown-mode"),
         pytest.param('[tool.tunegate.thresholds.prompt_eng]\nbleu = 0.3\n',
-                     ["thresholds.prompt_eng.bleu: 'bleu' is not among metrics"], id="threshold-unknown-metric"),
+                     ["thresholds.prompt_eng.bleu: 'bleu' is not among the scored metrics"], id="threshold-unknown-metric"),
         pytest.param('[tool.tunegate.thresholds.finetuned]\nrougeL = 0.3\n',
                      ["thresholds.finetuned is set but no adapter is configured", "Set adapter (or --adapter)"],
                      id="finetuned-threshold-without-adapter"),
@@ -325,7 +325,7 @@ def test_command_line_thresholds_merge_with_the_file(project: Path) -> None:
 
 def test_command_line_threshold_with_an_unknown_metric(project: Path) -> None:
     message = config_error(tunegate_table(project), {"thresholds": {"prompt_eng": {"bleu": 0.1}}})
-    assert "thresholds.prompt_eng.bleu: 'bleu' is not among metrics" in message
+    assert "thresholds.prompt_eng.bleu: 'bleu' is not among the scored metrics" in message
 
 
 # --- parse_override / parse_threshold --------------------------------------------------------
@@ -448,7 +448,7 @@ def test_significance_keys_are_read(project: Path) -> None:
         ("alpha = 5", "alpha must be float"),
         ("bootstrap_iters = 100", "bootstrap_iters must be at least 1000"),
         ("prompt_suffices_ratio = 1.5", "prompt_suffices_ratio must be in (0, 1]"),
-        ('gain_metrics = ["bleu"]', "gain_metrics has 'bleu', which is not among metrics"),
+        ('gain_metrics = ["bleu"]', "gain_metrics has 'bleu', which is not among the scored metrics"),
         ('gain_over = ["finetuned"]', "gain_over has 'finetuned'"),
         ("[tool.tunegate.min_gain]\nrougeL = -0.1", "min_gain.rougeL must be a number >= 0"),
         ("[tool.tunegate.regression_margin]\nrougeL = true", "regression_margin.rougeL must be a number >= 0"),
@@ -457,3 +457,62 @@ def test_significance_keys_are_read(project: Path) -> None:
 )
 def test_bad_significance_values(project: Path, extra: str, expected: str) -> None:
     assert expected in config_error(tunegate_table(project, extra + "\n"))
+
+
+# --- the judge table --------------------------------------------------------------------------
+
+
+def test_judge_is_off_by_default(project: Path) -> None:
+    config = load_config(tunegate_table(project))
+    assert not config.judge.enabled and config.judge.metrics() == ()
+    assert config.scored_metrics == config.metrics
+
+
+def test_judge_table_is_read_and_adds_its_metrics(project: Path) -> None:
+    config = load_config(tunegate_table(project, "\n".join([
+        'gain_metrics = ["rougeL", "judge_overall"]',
+        "[tool.tunegate.judge]",
+        'backend = "openai"',
+        'model = "gpt-4o-mini"',
+        'base_url = "http://127.0.0.1:8000/v1"',
+        'api_key_env = "MY_JUDGE_KEY"',
+        'kinds = ["reference", "pairwise"]',
+        "timeout_s = 20",
+        "concurrency = 8",
+        "error_budget = 0.1",
+        "price_input_per_mtok = 0.15",
+        "price_output_per_mtok = 0.6",
+        "[tool.tunegate.thresholds.base]",
+        "judge_accuracy = 3.5",
+    ]) + "\n"))
+    judge = config.judge
+    assert (judge.backend, judge.model, judge.base_url, judge.api_key_env) == (
+        "openai", "gpt-4o-mini", "http://127.0.0.1:8000/v1", "MY_JUDGE_KEY")
+    assert judge.kinds == ("reference", "pairwise") and judge.timeout_s == 20.0 and judge.concurrency == 8
+    assert judge.metrics() == ("judge_accuracy", "judge_completeness", "judge_conciseness", "judge_overall")
+    assert config.gain_metrics == ("rougeL", "judge_overall")
+    assert config.thresholds["base"]["judge_accuracy"] == 3.5
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (['backend = "gpt"'], "judge.backend must be one of none, local, openai, got 'gpt'"),
+        (['backend = "openai"'], 'judge.backend = "openai" needs judge.model'),
+        (['backend = "openai"', 'model = "m"', 'api_key = "sk-live-123"'], "never write an API key into a config file"),
+        (['kinds = ["reference", "vibes"]'], "judge.kinds has 'vibes'"),
+        (["error_budget = 5"], "judge.error_budget must be a share in [0, 1]"),
+        (["concurrency = 0"], "judge.concurrency must be positive"),
+        (["timeout = 5"], "judge.timeout: unknown key. Did you mean 'timeout_s'?"),
+        (['pairwise_opponent = "finetuned"'], "judge.pairwise_opponent must be 'base' or 'prompt_eng'"),
+    ],
+)
+def test_bad_judge_values(project: Path, lines: list[str], expected: str) -> None:
+    message = config_error(tunegate_table(project, "[tool.tunegate.judge]\n" + "\n".join(lines) + "\n"))
+    assert expected in message
+    assert "sk-live-123" not in message
+
+
+def test_judge_metrics_need_the_judge(project: Path) -> None:
+    message = config_error(tunegate_table(project, "[tool.tunegate.thresholds.base]\njudge_overall = 3\n"))
+    assert "judge_overall' is not among the scored metrics" in message

@@ -166,7 +166,7 @@ def test_eval_set_option_alone_activates_the_plugin(inner: pytest.Pytester) -> N
         pytest.param("", ["--threshold", "nonsense"], None,
                      ["--threshold 'nonsense': expected MODE.METRIC=NUMBER"], id="bad-threshold"),
         pytest.param("", ["--threshold", "finetuned.bleu=0.3"], None,
-                     ["thresholds.finetuned.bleu: 'bleu' is not among metrics"], id="threshold-unknown-metric"),
+                     ["thresholds.finetuned.bleu: 'bleu' is not among the scored metrics"], id="threshold-unknown-metric"),
         pytest.param("", ["--tunegate-set", "eval_sett=x.jsonl"], None,
                      ["--tunegate-set eval_sett: unknown key 'eval_sett'", "Did you mean 'eval_set'?"],
                      id="tunegate-set-unknown-key"),

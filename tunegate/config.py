@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from tunegate.errors import ConfigError
+from tunegate.judge import BACKENDS, KINDS, STRUCTURED_OUTPUT, JudgeConfig
 from tunegate.inference import MODES, DecodingConfig
 from tunegate.models import DEMO_MODEL, check_adapter_dir
 
@@ -58,6 +59,7 @@ class GateConfig:
     regression_metrics: tuple[str, ...] = ()  # () : the gain metrics
     regression_margin: Mapping[str, float] = field(default_factory=dict)  # metric -> tolerated drop vs baseline
     baseline_dir: Path = Path("baselines")
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
     report_dir: Path = Path("reports")
     cache_dir: Path = Path(".tunegate_cache")
     source: Path | None = None  # the file the values came from, for messages and the report
@@ -68,6 +70,11 @@ class GateConfig:
             object.__setattr__(self, "gain_metrics", tuple(self.metrics))
         if not self.regression_metrics:
             object.__setattr__(self, "regression_metrics", tuple(self.gain_metrics))
+
+    @property
+    def scored_metrics(self) -> tuple[str, ...]:
+        """Every metric in the score table: the configured scorers, then the judge's."""
+        return tuple(self.metrics) + self.judge.metrics()
 
     @property
     def decoding(self) -> DecodingConfig:
@@ -243,6 +250,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "prompt_suffices_ratio": (float, int),
     "regression_metrics": (list, tuple),
     "regression_margin": (dict,),
+    "judge": (dict,),
 }
 
 
@@ -255,6 +263,8 @@ def _check_type(key: str, value: Any, origin: str) -> Any:
         return tuple(str(v) for v in value)
     if key in ("min_gain", "regression_margin"):
         return _metric_numbers(key, value, origin)
+    if key == "judge":
+        return _judge_config(value, origin)
     if key == "alpha" and not 0 < value < 0.5:
         raise ConfigError(f"{origin}: alpha must be in (0, 0.5), e.g. 0.05, got {value!r}.")
     if key == "bootstrap_iters" and value < 1000:
@@ -280,6 +290,61 @@ def _check_type(key: str, value: Any, origin: str) -> Any:
     if key in ("system_prompt", "base_system_prompt", "finetuned_system_prompt"):
         return value.strip() or None
     return value
+
+
+_JUDGE_TYPES: dict[str, tuple[type, ...]] = {
+    "backend": (str,), "model": (str,), "kinds": (list, tuple), "modes": (list, tuple), "pairwise_opponent": (str,),
+    "base_url": (str,), "api_key_env": (str,), "timeout_s": (float, int), "max_retries": (int,),
+    "concurrency": (int,), "structured_output": (str,), "max_output_tokens": (int,), "error_budget": (float, int),
+    "min_mass": (float, int), "batch_size": (int,), "price_input_per_mtok": (float, int),
+    "price_output_per_mtok": (float, int), "pairwise_min_net_win": (float, int),
+}
+_JUDGE_CHOICES = {"backend": BACKENDS, "structured_output": STRUCTURED_OUTPUT}
+
+
+def _judge_config(table: Mapping[str, Any], origin: str) -> JudgeConfig:
+    """[tool.tunegate.judge] into a JudgeConfig, every key checked."""
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"{origin}: judge.{key}"
+        if key == "api_key":
+            raise ConfigError(
+                f"{where}: never write an API key into a config file. Put it in an environment variable and name "
+                'the variable: api_key_env = "OPENAI_API_KEY".'
+            )
+        if key not in _JUDGE_TYPES:
+            close = difflib.get_close_matches(key, sorted(_JUDGE_TYPES), n=1)
+            hint = f"Did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{where}: unknown key. {hint}Known keys: {', '.join(sorted(_JUDGE_TYPES))}.")
+        expected = _JUDGE_TYPES[key]
+        if isinstance(value, bool) or not isinstance(value, expected):
+            raise ConfigError(f"{where} must be {' or '.join(t.__name__ for t in expected)}, got {value!r}.")
+        if key in _JUDGE_CHOICES and value not in _JUDGE_CHOICES[key]:
+            raise ConfigError(f"{where} must be one of {', '.join(_JUDGE_CHOICES[key])}, got {value!r}.")
+        if key in ("kinds", "modes"):
+            value = tuple(str(v) for v in value)
+            allowed = KINDS if key == "kinds" else MODES
+            for item in value:
+                if item not in allowed:
+                    raise ConfigError(f"{where} has {item!r}; choose from {', '.join(allowed)}.")
+        if key == "api_key_env" and value.strip().lower() in ("", "none"):
+            value = None  # a local server that needs no key (TOML has no null)
+        if key == "pairwise_opponent" and value not in ("base", "prompt_eng"):
+            raise ConfigError(f"{where} must be 'base' or 'prompt_eng', got {value!r}.")
+        if key in ("timeout_s", "concurrency", "max_output_tokens", "batch_size") and value <= 0:
+            raise ConfigError(f"{where} must be positive, got {value!r}.")
+        if key == "max_retries" and value < 0:
+            raise ConfigError(f"{where} must be 0 or more, got {value!r}.")
+        if key in ("error_budget", "min_mass") and not 0 <= value <= 1:
+            raise ConfigError(f"{where} must be a share in [0, 1], e.g. 0.05, got {value!r}.")
+        if key in ("timeout_s", "error_budget", "min_mass", "price_input_per_mtok", "price_output_per_mtok",
+                   "pairwise_min_net_win"):
+            value = float(value)
+        values[key] = value
+    config = JudgeConfig(**values)
+    if config.backend == "openai" and config.model == "base":
+        raise ConfigError(f'{origin}: judge.backend = "openai" needs judge.model, the model name the endpoint serves.')
+    return config
 
 
 def _metric_numbers(key: str, table: Mapping[str, Any], origin: str) -> Mapping[str, float]:
@@ -314,10 +379,11 @@ def _check_consistency(config: GateConfig, where: str) -> None:
         raise ConfigError(
             f"{where}: primary_metric {config.primary_metric!r} is not among metrics {list(config.metrics)}."
         )
+    scored = list(config.scored_metrics)
     for key in ("gain_metrics", "regression_metrics", "min_gain", "regression_margin"):
         for metric in getattr(config, key):
-            if metric not in config.metrics:
-                raise ConfigError(f"{where}: {key} has {metric!r}, which is not among metrics {list(config.metrics)}.")
+            if metric not in scored:
+                raise ConfigError(f"{where}: {key} has {metric!r}, which is not among the scored metrics {scored}.")
     for mode in config.gain_over:
         if mode not in ("base", "prompt_eng"):
             raise ConfigError(f"{where}: gain_over has {mode!r}; finetuned can be compared with 'base' and 'prompt_eng'.")
@@ -333,9 +399,10 @@ def _check_consistency(config: GateConfig, where: str) -> None:
         if mode not in MODES:
             raise ConfigError(f"{where}: thresholds.{mode}: unknown mode; modes are {', '.join(MODES)}.")
         for metric in per_metric:
-            if metric not in config.metrics:
+            if metric not in config.scored_metrics:
                 raise ConfigError(
-                    f"{where}: thresholds.{mode}.{metric}: {metric!r} is not among metrics {list(config.metrics)}."
+                    f"{where}: thresholds.{mode}.{metric}: {metric!r} is not among the scored metrics "
+                    f"{list(config.scored_metrics)}."
                 )
     if not config.eval_set.is_file():
         raise ConfigError(

@@ -13,6 +13,7 @@ import pandas as pd
 
 from tunegate.data import Sample
 from tunegate.inference import Generation
+from tunegate.judge import JudgeFailure, PairwiseResult
 from tunegate.scores import METRIC_LABELS, mode_metric_values
 from tunegate.stats import Comparison, MeanCI, bootstrap_mean_ci, format_p, holm_adjust, paired_bootstrap_many
 
@@ -218,3 +219,37 @@ def finetune_verdict(check: GainCheck, ratio_threshold: float = 0.9) -> GateResu
         f"inconclusive: finetuned leads ({share}) but not significantly at n={c.n}; more eval samples would decide. "
         f"{check.evidence()}",
     )
+
+
+# -- the judge ----------------------------------------------------------------------------------
+
+
+def judge_error_gate(kind: str, failures: Sequence[JudgeFailure], judgements: int, budget: float) -> GateResult:
+    """Passes while judge errors stay within `budget` (a share of this kind's judgements).
+
+    An error is a reply that could not be a score: unparseable, out of range, a refusal, a
+    request the server rejected. Errors are never scored, so many of them silently shrink the
+    evidence behind every judge metric; above the budget the judge itself is the problem.
+    """
+    name = f"judge_errors[{kind}]"
+    if judgements == 0:
+        return GateResult(name, False, f"no {kind} judgements were made")
+    rate = len(failures) / judgements
+    passed = rate <= budget
+    relation = "<=" if passed else ">"
+    message = f"{kind}: {len(failures)}/{judgements} judgements failed ({rate:.1%} {relation} error budget {budget:.1%})"
+    if failures:
+        shown = "; ".join(f"{f.mode}/{f.sample_id}: {f.message}" for f in failures[:5])
+        more = f" (+{len(failures) - 5} more)" if len(failures) > 5 else ""
+        message += f"; e.g. {shown}{more}"
+    return GateResult(name, passed, message)
+
+
+def pairwise_gate(result: PairwiseResult | None, min_net_win: float) -> GateResult:
+    """Passes when the candidate's net win rate is above `min_net_win` with its whole 95% CI."""
+    name = "pairwise"
+    if result is None:
+        return GateResult(name, False, "no sample was judged in both orders (every pairwise judgement failed)")
+    passed = result.net.ci_low > min_net_win
+    relation = ">" if passed else "is not above"
+    return GateResult(name, passed, f"{result.summary()}; CI low {result.net.ci_low:+.2f} {relation} {min_net_win:+.2f}")

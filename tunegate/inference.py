@@ -14,10 +14,11 @@ generations are redone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,20 @@ class ModelSession:
         log.info("loaded %s (+adapter %s) in %.2fs", self.base_model_dir, self.adapter_dir, self.load_seconds)
         return model
 
+    @contextlib.contextmanager
+    def base_weights(self) -> Iterator[Any]:
+        """The loaded model with the adapter switched off, for scoring with the base weights.
+
+        The local judge (and later likelihood metrics) reuse the run's one loaded base instead
+        of loading a second copy; the adapter is back on when the block ends.
+        """
+        import torch
+
+        model = self._load()
+        adapter_off = model.disable_adapter() if self.adapter_dir is not None else contextlib.nullcontext()
+        with torch.inference_mode(), adapter_off:
+            yield model
+
     def _generation_config(self) -> Any:
         from transformers import GenerationConfig
 
@@ -300,8 +315,6 @@ class ModelSession:
                 bar.update(len(batch))
 
     def _generate_batch(self, model: Any, prompts: Sequence[str], mode: str) -> list[Generation]:
-        import contextlib
-
         import torch
 
         tokenizer = self.tokenizer

@@ -45,6 +45,46 @@ def metric_names(kind: str) -> tuple[str, ...]:
 JUDGE_METRICS = metric_names("reference") + metric_names("blind")
 
 
+# -- configuration ------------------------------------------------------------------------------
+
+BACKENDS = ("none", "local", "openai")
+STRUCTURED_OUTPUT = ("auto", "json_schema", "json_object", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeConfig:
+    """`[tool.tunegate.judge]`: which judge, what it judges, and how hard it may be pushed."""
+
+    backend: str = "none"  # "local": a transformers model, no network; "openai": any OpenAI-compatible endpoint
+    model: str = "base"  # local: "base" (the run's base model, its loaded weights shared) or a model dir; openai: a name
+    kinds: tuple[str, ...] = KINDS
+    modes: tuple[str, ...] = ("base", "prompt_eng", "finetuned")  # modes whose answers get reference/blind scores
+    pairwise_opponent: str = "prompt_eng"  # finetuned is compared side by side with this mode
+    base_url: str | None = None  # openai: e.g. "http://localhost:8000/v1"; None: the openai package's default
+    api_key_env: str | None = "OPENAI_API_KEY"  # the variable holding the key (never the key); None: a keyless local server
+    timeout_s: float = 60.0
+    max_retries: int = 6
+    concurrency: int = 4
+    structured_output: str = "auto"
+    max_output_tokens: int = 300
+    error_budget: float = 0.05  # share of judgements per kind that may fail before the judge gate fails
+    min_mass: float = 0.25  # local: least probability the score tokens must get for a reply to count
+    batch_size: int = 8  # local: prompts per forward pass
+    price_input_per_mtok: float | None = None  # cost accounting, in your currency per million tokens
+    price_output_per_mtok: float | None = None
+    pairwise_min_net_win: float | None = None  # gate: (wins - losses) / n must exceed this, CI included
+
+    @property
+    def enabled(self) -> bool:
+        return self.backend != "none"
+
+    def metrics(self) -> tuple[str, ...]:
+        """The score-table metrics this judge adds (reference and blind kinds)."""
+        if not self.enabled:
+            return ()
+        return tuple(m for kind in self.kinds if kind != "pairwise" for m in metric_names(kind))
+
+
 # -- what a backend receives and returns --------------------------------------------------------
 
 
@@ -76,7 +116,7 @@ class JudgeReply:
     error: str | None = None  # why this reply is not a judgement; never cached
     input_tokens: int = 0
     output_tokens: int = 0
-    calls: int = 0  # requests sent to a remote server for it, retries included (0 when local or cached)
+    calls: int = 0  # HTTP requests sent for it: retries and response_format fallbacks included (0: local or cached)
     latency_s: float = 0.0
     cached: bool = False
 
@@ -180,13 +220,13 @@ def _json_object(text: str) -> dict[str, Any]:
     if fenced:
         stripped = fenced.group(1).strip()
     if _REFUSAL.match(stripped):
-        raise JudgeParseError(f"refusal: {_clip(stripped)}")
+        raise JudgeParseError(f"refusal: {clip(stripped)}")
     try:
         value = json.loads(stripped)
     except json.JSONDecodeError:
-        raise JudgeParseError(f"not a JSON object: {_clip(stripped)}") from None
+        raise JudgeParseError(f"not a JSON object: {clip(stripped)}") from None
     if not isinstance(value, dict):
-        raise JudgeParseError(f"not a JSON object: {_clip(stripped)}")
+        raise JudgeParseError(f"not a JSON object: {clip(stripped)}")
     return value
 
 
@@ -200,7 +240,7 @@ def parse_scores(text: str) -> tuple[dict[str, float], str]:
     scores = {}
     for dimension in DIMENSIONS:
         if dimension not in value:
-            raise JudgeParseError(f"no {dimension!r} in the reply: {_clip(text)}")
+            raise JudgeParseError(f"no {dimension!r} in the reply: {clip(text)}")
         score = value[dimension]
         if isinstance(score, bool) or not isinstance(score, (int, float)) or score != int(score):
             raise JudgeParseError(f"{dimension} is {score!r}, not an integer 1-5")
@@ -226,7 +266,8 @@ def looks_like_refusal(text: str) -> bool:
     return bool(_REFUSAL.match(text.strip()))
 
 
-def _clip(text: str, limit: int = 120) -> str:
+def clip(text: str, limit: int = 120) -> str:
+    """One line of at most `limit` characters, for error messages that quote a reply."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
@@ -387,3 +428,84 @@ def usage(requests: Sequence[JudgeRequest], replies: Sequence[JudgeReply]) -> li
             seconds=sum(r.latency_s for r in fresh),
         ))
     return result
+
+
+# -- pairwise -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PairwiseResult:
+    """Candidate vs opponent, each sample judged twice with the positions swapped.
+
+    Per sample: a win when the candidate wins one order and does not lose the other, a loss the
+    other way round, a tie otherwise, including a split verdict (each order preferring the same
+    position), which is position bias, not preference. `net` is the mean of +1/0/-1 over the
+    samples with both orders judged, with its bootstrap CI.
+    """
+
+    candidate: str
+    opponent: str
+    outcomes: Mapping[str, int]
+    wins: int
+    ties: int
+    losses: int
+    first_position_picks: int  # verdicts that chose whichever answer was shown first
+    decided_verdicts: int  # verdicts that chose a side (not "tie")
+    errors: int  # samples left out because an order had a judge error
+    net: Any  # tunegate.stats.MeanCI of the +1/0/-1 outcomes
+
+    @property
+    def n(self) -> int:
+        return len(self.outcomes)
+
+    def summary(self) -> str:
+        bias = (f"; the answer shown first was picked in {self.first_position_picks}/{self.decided_verdicts} "
+                "decided verdicts") if self.decided_verdicts else ""
+        errors = f"; {self.errors} samples left out for judge errors" if self.errors else ""
+        return (
+            f"{self.candidate} vs {self.opponent}, judged both ways round: {self.wins} wins, {self.ties} ties, "
+            f"{self.losses} losses (n={self.n}); net win rate {self.net.mean:+.2f} "
+            f"[{self.net.confidence:.0%} CI {self.net.ci_low:+.2f}, {self.net.ci_high:+.2f}]{bias}{errors}"
+        )
+
+
+def pairwise_result(
+    requests: Sequence[JudgeRequest],
+    replies: Sequence[JudgeReply],
+    *,
+    candidate: str = "finetuned",
+    opponent: str = "prompt_eng",
+    seed: int = 0,
+    iters: int = 10_000,
+) -> PairwiseResult | None:
+    """Aggregate the two orders of every pairwise sample (None when no sample has both)."""
+    from tunegate.stats import bootstrap_mean_ci
+
+    per_sample: dict[str, dict[str, JudgeReply]] = {}
+    for request, reply in zip(requests, replies):
+        if request.kind == "pairwise":
+            per_sample.setdefault(request.sample_id, {})[request.order] = reply
+    outcomes: dict[str, int] = {}
+    first_picks = decided = errors = 0
+    for sample_id, orders in per_sample.items():
+        if len(orders) != 2 or not all(r.ok for r in orders.values()):
+            errors += 1
+            continue
+        score = 0
+        for order, reply in orders.items():
+            if reply.winner == "tie":
+                continue
+            decided += 1
+            first_picks += reply.winner == "A"
+            candidate_won = (reply.winner == "A") == (order == "candidate_first")
+            score += 1 if candidate_won else -1
+        outcomes[sample_id] = (score > 0) - (score < 0)
+    if not outcomes:
+        return None
+    values = list(outcomes.values())
+    return PairwiseResult(
+        candidate=candidate, opponent=opponent, outcomes=outcomes,
+        wins=values.count(1), ties=values.count(0), losses=values.count(-1),
+        first_position_picks=first_picks, decided_verdicts=decided, errors=errors,
+        net=bootstrap_mean_ci(values, iters=iters, seed=seed),
+    )

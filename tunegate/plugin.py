@@ -20,7 +20,15 @@ from tunegate.config import GateConfig, load_config, parse_override, parse_thres
 from tunegate.data import Sample
 from tunegate.data import pytest_id as node_id_part
 from tunegate.errors import TunegateError
-from tunegate.gates import GateResult, finetune_verdict, gain_gate, sample_pass_rate_gate, threshold_gate
+from tunegate.gates import (
+    GateResult,
+    finetune_verdict,
+    gain_gate,
+    judge_error_gate,
+    pairwise_gate,
+    sample_pass_rate_gate,
+    threshold_gate,
+)
 from tunegate.inference import MODES
 from tunegate.run import GateRun
 
@@ -184,6 +192,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             if "finetuned" in run.modes
         ]
         metafunc.parametrize("gain_case", params)
+    if "judge_kind" in metafunc.fixturenames:
+        judge = run.config.judge
+        judged_modes = [m for m in judge.modes if m in run.modes]
+        params = [
+            pytest.param(kind, id=kind, marks=[getattr(pytest.mark, m) for m in judged_modes])
+            for kind in (judge.kinds if judge.enabled else ())
+            if kind != "pairwise" or "finetuned" in run.modes
+        ]
+        metafunc.parametrize("judge_kind", params)
     if "pass_rate_mode" in metafunc.fixturenames:
         params = [pytest.param(mode, id=mode, marks=getattr(pytest.mark, mode))
                   for mode in run.config.sample_gate_modes if mode in run.modes]
@@ -191,7 +208,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 # Gates about the adapter whatever their parameters: `-m finetuned` must select them.
-_ADAPTER_FIXTURES = {"gain_case", "adapter_verdict", "baseline_snapshot"}
+_ADAPTER_FIXTURES = {"gain_case", "adapter_verdict", "baseline_snapshot", "pairwise_verdict"}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -296,6 +313,42 @@ def adapter_verdict(request: pytest.FixtureRequest, gate_run: GateRun) -> GateRe
     return verdict
 
 
+@pytest.fixture
+def judge_error_verdict(request: pytest.FixtureRequest, judge_kind: str, gate_run: GateRun) -> GateResult:
+    """This kind's judge errors (unparseable, out of range, refusals) against judge.error_budget."""
+    judge = gate_run.config.judge
+    with _progress_visible(request.config):
+        if judge_kind == "pairwise":
+            gate_run.pairwise()
+        else:
+            for mode in judge.modes:
+                if mode in gate_run.modes:
+                    gate_run.judged(judge_kind, mode)
+    requests, replies = gate_run.judge_records(judge_kind)
+    from tunegate.judge import judge_failures
+
+    verdict = judge_error_gate(judge_kind, judge_failures(requests, replies), len(requests), judge.error_budget)
+    request.config.stash[GATES_KEY].append(verdict)
+    return verdict
+
+
+@pytest.fixture
+def pairwise_verdict(request: pytest.FixtureRequest, gate_run: GateRun) -> GateResult:
+    """finetuned vs the pairwise opponent, both orders per sample; a gate when pairwise_min_net_win is set."""
+    _needs_adapter(gate_run)
+    judge = gate_run.config.judge
+    if not judge.enabled or "pairwise" not in judge.kinds:
+        pytest.skip("no pairwise judge configured: add \"pairwise\" to [tool.tunegate.judge] kinds")
+    with _progress_visible(request.config):
+        result = gate_run.pairwise()
+    if judge.pairwise_min_net_win is None:
+        shown = result.summary() if result is not None else "no sample was judged in both orders"
+        pytest.skip(f"reported, not gated (set judge.pairwise_min_net_win to gate): {shown}")
+    verdict = pairwise_gate(result, judge.pairwise_min_net_win)
+    request.config.stash[GATES_KEY].append(verdict)
+    return verdict
+
+
 def _refuse_partial_baseline(config: pytest.Config, gate_run: GateRun) -> None:
     """--snapshot-update on an --eval-limit slice would silently shrink the accepted baseline."""
     limit = gate_run.config.limit
@@ -377,10 +430,20 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_sep("-", "tunegate: release gate verdicts")
         for verdict in gates:
             terminalreporter.write_line(str(verdict), green=verdict.passed, red=not verdict.passed)
+    judge_requests, judge_replies = run.judge_records()
+    if judge_requests:
+        from tunegate.judge import usage
+        from tunegate.report import judge_caveat, judge_usage_frame
+
+        terminalreporter.write_sep("-", "tunegate: LLM judge")
+        terminalreporter.write_line(judge_caveat(run.config.judge, run.config.base_model))
+        terminalreporter.write_line(judge_usage_frame(usage(judge_requests, judge_replies), run.config.judge).to_string(index=False))
+        if run.computed_pairwise() is not None:
+            terminalreporter.write_line(f"pairwise: {run.computed_pairwise().summary()}")
     times = run.times
     terminalreporter.write_line(
         f"model cache {times.model_cache_s:.1f}s · generation {times.generation_s:.1f}s "
-        f"(new answers: {times.generated_text()}) · scoring {times.scoring_s:.1f}s"
+        f"(new answers: {times.generated_text()}) · scoring {times.scoring_s:.1f}s · judge {times.judge_s:.1f}s"
     )
 
 
@@ -414,5 +477,18 @@ class _HtmlReport:
             "demo model cache": f"{times.model_cache_s:.1f} s",
             "generation": f"{times.generation_s:.1f} s (new answers: {times.generated_text()})",
             "scoring": f"{times.scoring_s:.1f} s",
+            "judge": f"{times.judge_s:.1f} s",
         }
-        prefix.append(summary_html(run.provenance(), cis, self.config.stash[GATES_KEY], plots, timings))
+        judge_block = None
+        judge_requests, judge_replies = run.judge_records()
+        if judge_requests:
+            from tunegate.judge import usage
+            from tunegate.report import judge_caveat, judge_html, judge_usage_frame
+
+            pairwise = run.computed_pairwise()
+            judge_block = judge_html(
+                judge_caveat(run.config.judge, run.config.base_model),
+                judge_usage_frame(usage(judge_requests, judge_replies), run.config.judge),
+                pairwise.summary() if pairwise is not None else None,
+            )
+        prefix.append(summary_html(run.provenance(), cis, self.config.stash[GATES_KEY], plots, timings, judge_block))

@@ -18,6 +18,7 @@ import pandas as pd
 from tunegate.data import Sample
 from tunegate.gates import GateResult
 from tunegate.inference import MODES, Generation
+from tunegate.judge import JudgeConfig, JudgeUsage
 from tunegate.scores import METRIC_LABELS
 from tunegate.stats import bootstrap_mean_ci
 
@@ -107,14 +108,56 @@ def _means_table_html(cis: pd.DataFrame) -> str:
     return f"<table><tr><th>metric</th>{head}</tr>{''.join(body)}</table>"
 
 
+def judge_caveat(judge: JudgeConfig, base_model: str) -> str:
+    """One line on how far to trust this judge, for the report and the terminal."""
+    if judge.backend == "local":
+        if judge.model in ("base", "demo") and base_model == "demo":
+            return ("local judge on the demo's SmolLM2-135M (expected score from token probabilities): a 135M judge "
+                    "is a smoke test of the judging machinery, not a verdict on answer quality")
+        return f"local judge {judge.model} (expected score from token probabilities, no network)"
+    return f"remote judge {judge.model} (OpenAI-compatible endpoint, temperature 0, strict JSON)"
+
+
+def judge_usage_frame(usages: Sequence[JudgeUsage], judge: JudgeConfig) -> pd.DataFrame:
+    """Calls, tokens, errors and cost per kind and mode, with a total row."""
+    rows = [
+        {"kind": u.kind, "mode": u.mode, "judgements": u.judgements, "cached": u.cached, "calls": u.calls,
+         "errors": u.errors, "tokens in": u.input_tokens, "tokens out": u.output_tokens,
+         "cost": u.cost(judge.price_input_per_mtok, judge.price_output_per_mtok)}
+        for u in usages
+    ]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    total = {"kind": "total", "mode": ""} | {c: frame[c].sum() for c in ("judgements", "cached", "calls", "errors",
+                                                                        "tokens in", "tokens out")}
+    total["cost"] = None if frame["cost"].isna().any() else float(frame["cost"].sum())
+    frame = pd.concat([frame, pd.DataFrame([total])], ignore_index=True)
+    frame["cost"] = frame["cost"].map(lambda c: "-" if c is None or c != c else f"{c:.4f}")
+    return frame
+
+
+def judge_html(caveat: str, usage: pd.DataFrame, pairwise: str | None) -> str:
+    """The judge's block of the summary: how far to trust it, what it cost, the side-by-side result."""
+    parts = ["<h2>LLM judge</h2>", f"<p><b>{esc(caveat)}</b></p>"]
+    if not usage.empty:
+        head = "".join(f"<th>{esc(c)}</th>" for c in usage.columns)
+        body = "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>" for row in usage.itertuples(index=False))
+        parts.append(f"<table><tr>{head}</tr>{body}</table>")
+    if pairwise:
+        parts.append(f"<p>Pairwise: {esc(pairwise)}</p>")
+    return "\n".join(parts)
+
+
 def summary_html(
     provenance: Mapping[str, Any],
     cis: pd.DataFrame,
     gates: Sequence[GateResult],
     plots: Mapping[str, bytes],
     timings: Mapping[str, str],
+    judge: str | None = None,
 ) -> str:
-    """The report's summary block: verdicts first, then means with CIs, plots, provenance, timings."""
+    """The report's summary block: verdicts first, then means with CIs, the judge, plots, provenance, timings."""
     parts = [_STYLE, '<div class="tg">', "<h2>Release gate verdicts</h2>"]
     if gates:
         rows = "".join(
@@ -127,6 +170,8 @@ def summary_html(
         parts.append("<p>No gate ran in this session.</p>")
     parts.append("<h2>Mean score per mode (95% bootstrap CI)</h2>")
     parts.append(_means_table_html(cis) if len(cis) else "<p>No scores were computed in this session.</p>")
+    if judge:
+        parts.append(judge)
     for title, png in plots.items():
         parts.append(f"<h3>{esc(title)}</h3>{png_img(png, title)}")
     parts.append("<h2>What was evaluated</h2>")

@@ -21,6 +21,17 @@ from tunegate.config import GateConfig
 from tunegate.data import Sample, eval_set_sha256, load_eval_set
 from tunegate.gates import GainCheck, gain_checks, sample_problems
 from tunegate.inference import MODES, Generation, ModelSession
+from tunegate.judge import (
+    JudgeBackend,
+    JudgeReply,
+    JudgeRequest,
+    PairwiseResult,
+    build_requests,
+    pairwise_result,
+    run_judge,
+    score_rows,
+)
+from tunegate.judge_backends import make_judge_backend
 from tunegate.models import resolve_base_model
 from tunegate.scores import empty_table, score_mode
 
@@ -32,6 +43,7 @@ class PhaseTimes:
     model_cache_s: float = 0.0
     generation_s: float = 0.0
     scoring_s: float = 0.0
+    judge_s: float = 0.0
     generated: dict[str, int] = field(default_factory=dict)  # fresh generations per mode (0: all cached)
 
     def generated_text(self) -> str:
@@ -53,6 +65,9 @@ class GateRun:
         self._by_id: dict[str, dict[str, Generation]] = {}  # per-mode lookups the per-sample tests share
         self._problems: dict[str, dict[str, list[str]]] = {}
         self._gain_checks: tuple[GainCheck, ...] | None = None
+        self._judge_backend: JudgeBackend | None = None
+        self._judged: dict[tuple[str, str], tuple[list[JudgeRequest], list[JudgeReply]]] = {}
+        self._pairwise: PairwiseResult | None = None
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -93,11 +108,11 @@ class GateRun:
         return self._problems[mode]
 
     def scores(self, mode: str) -> pd.DataFrame:
-        """The long score rows of one mode."""
+        """The long score rows of one mode: the configured scorers, then the judge's scores."""
         if mode not in self._scores:
             generations = self.generations(mode)
             started = time.perf_counter()
-            self._scores[mode] = score_mode(
+            table = score_mode(
                 self.samples,
                 generations,
                 self.config.metrics,
@@ -105,7 +120,60 @@ class GateRun:
                 bertscore_model=self.config.bertscore_model,
             )
             self.times.scoring_s += time.perf_counter() - started
+            judge = self.config.judge
+            if judge.enabled and mode in judge.modes:
+                rows = [row for kind in judge.kinds if kind != "pairwise" for row in score_rows(*self.judged(kind, mode))]
+                table = pd.concat([table, pd.DataFrame(rows, columns=table.columns)], ignore_index=True)
+            self._scores[mode] = table
         return self._scores[mode]
+
+    # -- the judge ------------------------------------------------------------------------------
+
+    def judge_backend(self) -> JudgeBackend:
+        """The configured judge, built once; a local judge on the base model shares its loaded weights."""
+        if self._judge_backend is None:
+            self._judge_backend = make_judge_backend(self.config.judge, self)
+        return self._judge_backend
+
+    def judged(self, kind: str, mode: str) -> tuple[list[JudgeRequest], list[JudgeReply]]:
+        """Requests and replies of one kind for one mode (pairwise: mode is "finetuned-vs-<opponent>")."""
+        key = (kind, mode)
+        if key not in self._judged:
+            if kind == "pairwise":
+                opponent = self.config.judge.pairwise_opponent
+                answers = {m: [g.text for g in self.generations(m)] for m in ("finetuned", opponent)}
+                requests = build_requests(kind, self.samples, answers, opponent=opponent)
+            else:
+                requests = build_requests(kind, self.samples, {mode: [g.text for g in self.generations(mode)]})
+            started = time.perf_counter()
+            replies = run_judge(self.judge_backend(), requests, self.config.cache_dir, desc=f"judge {kind} {mode}")
+            self.times.judge_s += time.perf_counter() - started
+            self._judged[key] = (requests, replies)
+        return self._judged[key]
+
+    def pairwise(self) -> PairwiseResult | None:
+        """finetuned against the pairwise opponent, both orders per sample (None: nothing judged)."""
+        if self._pairwise is None:
+            opponent = self.config.judge.pairwise_opponent
+            requests, replies = self.judged("pairwise", f"finetuned-vs-{opponent}")
+            self._pairwise = pairwise_result(
+                requests, replies, opponent=opponent, seed=self.config.seed, iters=self.config.bootstrap_iters
+            )
+        return self._pairwise
+
+    def computed_pairwise(self) -> PairwiseResult | None:
+        """The pairwise result if this session computed it (never triggers work): for the report."""
+        return self._pairwise
+
+    def judge_records(self, kind: str | None = None) -> tuple[list[JudgeRequest], list[JudgeReply]]:
+        """Every judgement made or read so far this session (of one kind, or all)."""
+        requests: list[JudgeRequest] = []
+        replies: list[JudgeReply] = []
+        for (judged_kind, _), (qs, rs) in self._judged.items():
+            if kind is None or judged_kind == kind:
+                requests += qs
+                replies += rs
+        return requests, replies
 
     def score_table(self, modes: Iterable[str] | None = None) -> pd.DataFrame:
         """The long table over `modes` (default: every mode this configuration can run)."""

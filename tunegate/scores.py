@@ -19,7 +19,11 @@ from tunegate.metrics import ROUGE_METRICS, bertscore_f1, default_bertscore_mode
 from tunegate.models import model_identity
 
 COLUMNS = ["sample_id", "mode", "metric", "value"]
-METRIC_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "bertscore": "BERTScore F1"}
+METRIC_LABELS = {
+    "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "bertscore": "BERTScore F1",
+    **{f"{prefix}_{d}": f"{title} {d}" for prefix, title in (("judge", "Judge"), ("blind", "Blind judge"))
+       for d in ("accuracy", "completeness", "conciseness", "overall")},
+}
 
 
 def empty_table() -> pd.DataFrame:
