@@ -25,7 +25,10 @@ scripts exact under concurrency.
 
 Server-wide behaviour: `api_key` (a request with another bearer token gets the 401 above),
 `formats` (the response_format types accepted; others get the 400 real servers send), `delay_s`
-(every request is this slow). Everything is counted: `calls`, `calls_for(request)`, `log` (one
+(every request is this slow), `faults_by_question` (for prompts tunegate builds itself, which hold
+no marker: `{"Order NW-19787": "429:1:0.2"}` serves a request whose QUESTION block contains the key
+as if `[fault:429:1:0.2]` were in its message; a marker in the message wins, then the first key
+that matches, in the mapping's order). Everything is counted: `calls`, `calls_for(request)`, `log` (one
 `Call` per request: content hash, response_format, fault), `max_in_flight`.
 """
 
@@ -37,15 +40,20 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tunegate.judge import DIMENSIONS, JudgeRequest, json_messages
 
-_MARKER = re.compile(r"\[fault:([a-z0-9]+)(?::(\d+))?(?::([0-9.]+))?\]")
+_SPEC = r"([a-z0-9]+)(?::(\d+))?(?::([0-9.]+))?"  # NAME[:TIMES[:ARG]]
+_MARKER = re.compile(rf"\[fault:{_SPEC}\]")
+_FAULT_SPEC = re.compile(_SPEC)
 _BLOCK = r"<<<{label} ([0-9a-f]{{10}})>>>\n(.*?)\n<<<END {label} \1>>>"
 _STATUS_FAULTS = {"400", "403", "404", "408", "409", "500", "502", "503"}
+_FAULTS = _STATUS_FAULTS | {"429", "429ms", "longwait", "quota", "401", "echo", "hang", "badjson", "html", "notjson",
+                            "range", "refusal", "refusaltext"}
 
 
 def content_hash(user_message: str) -> str:
@@ -105,8 +113,16 @@ class JudgeServer:
         delay_s: float = 0.0,
         retry_after: str = "1",
         model: str = "judge-test",
+        faults_by_question: Mapping[str, str] | None = None,
     ) -> None:
         self.api_key = api_key
+        self.faults_by_question: dict[str, re.Match[str]] = {}
+        for key, spec in (faults_by_question or {}).items():
+            parsed = _FAULT_SPEC.fullmatch(spec)
+            if not key or parsed is None or parsed.group(1) not in _FAULTS:
+                raise ValueError(f"faults_by_question: {key!r} -> {spec!r}: expected a non-empty substring -> "
+                                 "'NAME[:TIMES[:ARG]]' with NAME one of the faults above")
+            self.faults_by_question[key] = parsed
         self.formats = formats
         self.delay_s = delay_s
         self.retry_after = retry_after
@@ -171,6 +187,13 @@ class JudgeServer:
         with self._lock:
             self.log.append(call)
 
+    def _question_fault(self, user: str) -> re.Match[str] | None:
+        """The fault `faults_by_question` assigns to this message's QUESTION block, if any."""
+        question = block_text(user, "QUESTION") if self.faults_by_question else None
+        if question is None:
+            return None
+        return next((spec for key, spec in self.faults_by_question.items() if key in question), None)
+
     def respond(self, body: dict[str, Any], authorization: str) -> tuple[int, dict[str, str], bytes, float]:
         """(status, headers, body, seconds to wait before sending) for one request.
 
@@ -192,7 +215,7 @@ class JudgeServer:
             return 400, {}, _error(message, "invalid_request_error", "response_format", None), self.delay_s
         else:
             seen = self._count(digest)
-            marker = _MARKER.search(user)
+            marker = _MARKER.search(user) or self._question_fault(user)
             if marker and (marker.group(2) is None or seen <= int(marker.group(2))):
                 fault, arg = marker.group(1), marker.group(3)
         status, headers, payload, wait_s = self._serve(fault, arg, user, system, authorization, presented, messages, body)

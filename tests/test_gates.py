@@ -293,3 +293,50 @@ def test_verdict_is_inconclusive_when_the_lead_is_large_but_noisy() -> None:
 def test_verdict_names_a_real_gain_below_the_minimum() -> None:
     result = verdict_for(prompt_gain=0.0, gain=0.05, n=200, min_gain=0.2)
     assert not result.passed and "below the minimum gain 0.200" in result.message
+
+
+# --- judge gates -------------------------------------------------------------------------------
+
+from tunegate.gates import judge_error_gate, pairwise_gate  # noqa: E402
+from tunegate.judge import JudgeFailure, JudgeReply, build_requests, pairwise_result  # noqa: E402
+
+
+def failures(count: int) -> list[JudgeFailure]:
+    return [JudgeFailure("reference", "finetuned", f"s{i}", "accuracy = 7 is out of range 1-5") for i in range(count)]
+
+
+def test_judge_errors_within_the_budget_pass() -> None:
+    result = judge_error_gate("reference", failures(2), 150, 0.05)
+    assert result.passed and result.name == "judge_errors[reference]"
+    assert result.message.startswith("reference: 2/150 judgements failed (1.3% <= error budget 5.0%); e.g. finetuned/s0:")
+
+
+def test_judge_errors_over_the_budget_fail_with_count_and_examples() -> None:
+    result = judge_error_gate("reference", failures(9), 150, 0.05)
+    assert not result.passed
+    assert "9/150 judgements failed (6.0% > error budget 5.0%)" in result.message
+    assert "finetuned/s4: accuracy = 7 is out of range 1-5 (+4 more)" in result.message
+
+
+def test_no_judgements_is_a_failure_not_a_pass() -> None:
+    assert not judge_error_gate("blind", [], 0, 0.05).passed
+
+
+def pairwise_of(verdicts: list[tuple[str, str]]):
+    samples = [Sample(id=f"p{i}", prompt="q", reference="r") for i in range(len(verdicts))]
+    requests = build_requests("pairwise", samples, {"finetuned": ["f"] * len(samples), "prompt_eng": ["p"] * len(samples)})
+    return pairwise_result(requests, [JudgeReply(winner=w) for pair in verdicts for w in pair], iters=2000)
+
+
+def test_pairwise_gate_needs_the_whole_ci_above_the_bar() -> None:
+    clear = pairwise_of([("A", "B")] * 18 + [("tie", "tie")] * 2)
+    assert pairwise_gate(clear, 0.0).passed
+    assert "CI low +" in pairwise_gate(clear, 0.0).message
+    biased = pairwise_of([("A", "A")] * 20)  # always the first shown: all ties
+    verdict = pairwise_gate(biased, 0.0)
+    assert not verdict.passed and "0 wins, 20 ties, 0 losses" in verdict.message
+    assert "the answer shown first was picked in 40/40 decided verdicts" in verdict.message
+
+
+def test_pairwise_gate_without_any_judged_sample_fails() -> None:
+    assert not pairwise_gate(None, 0.0).passed

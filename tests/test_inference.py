@@ -172,3 +172,21 @@ session(Path({str(demo_model_dir)!r}), Path({str(tmp_path)!r}), batch_size=1, ma
     assert 1 <= finished < len(SAMPLES), "the kill should land after the first batch and before the last"
     rerun = session(demo_model_dir, tmp_path, batch_size=1, max_new_tokens=64).generate(SAMPLES, "base", progress=False)
     assert sum(g.cached for g in rerun) == finished
+
+
+def test_base_weights_switch_the_adapter_off_only_inside_the_block(
+    demo_model_dir: Path, random_adapter_dir: Path, tmp_path: Path
+) -> None:
+    """The local judge borrows the loaded model: inside the block it is the base, after it the adapter is back."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with_adapter = session(demo_model_dir, tmp_path / "a", random_adapter_dir)
+    ids = with_adapter.tokenizer("Where is my order?", return_tensors="pt")["input_ids"]
+    with with_adapter.base_weights() as model:
+        inside = model(input_ids=ids).logits
+    with torch.inference_mode():
+        after = with_adapter._load()(input_ids=ids).logits
+        plain = AutoModelForCausalLM.from_pretrained(demo_model_dir, dtype=torch.float32).eval()(input_ids=ids).logits
+    assert torch.allclose(inside, plain, atol=1e-5)
+    assert not torch.allclose(after, plain, atol=1e-3)

@@ -330,3 +330,52 @@ def test_accepting_a_baseline_from_a_slice_is_refused(inner: pytest.Pytester) ->
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*--snapshot-update with --eval-limit 2 would accept a baseline of only 2 samples*"])
     assert not (inner.path / "baselines").exists()
+
+
+# --- judge gates ------------------------------------------------------------------------------
+
+JUDGE_TEST = """
+def test_judge_errors(judge_error_verdict):
+    assert judge_error_verdict.passed, judge_error_verdict.message
+
+
+def test_pairwise(pairwise_verdict):
+    assert pairwise_verdict.passed, pairwise_verdict.message
+"""
+JUDGE = '[tool.tunegate.judge]\nbackend = "local"\n'
+
+
+def test_judge_gates_one_per_kind_marked_with_the_judged_modes(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_inner_judge=JUDGE_TEST)
+    configure(inner, JUDGE)
+    result = inner.runpytest("--collect-only", "-q", "test_inner_judge.py")
+    assert collected_ids(result) == [
+        "test_judge_errors[reference]", "test_judge_errors[blind]", "test_judge_errors[pairwise]", "test_pairwise",
+    ]
+    for mode in ("finetuned", "base"):
+        selected = inner.runpytest("-m", mode, "--collect-only", "-q", "test_inner_judge.py")
+        assert "test_judge_errors[reference]" in collected_ids(selected)
+    only_base = inner.runpytest("-m", "base and not finetuned", "--collect-only", "-q", "test_inner_judge.py")
+    assert "test_pairwise" not in collected_ids(only_base)
+
+
+def test_no_judge_gates_without_a_judge(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_inner_judge=JUDGE_TEST)
+    configure(inner)
+    result = inner.runpytest("-q", "-rs", "-p", "no:cacheprovider", "test_inner_judge.py")
+    result.stdout.fnmatch_lines(["*got empty parameter set*", "*no pairwise judge configured*"])
+
+
+def test_judge_kinds_select_the_gates(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_inner_judge=JUDGE_TEST)
+    configure(inner, JUDGE + 'kinds = ["blind"]\n')
+    result = inner.runpytest("--collect-only", "-q", "test_inner_judge.py")
+    assert collected_ids(result) == ["test_judge_errors[blind]", "test_pairwise"]
+
+
+def test_an_api_key_in_the_config_is_refused_without_echoing_it(inner: pytest.Pytester) -> None:
+    configure(inner, '[tool.tunegate.judge]\nbackend = "openai"\nmodel = "m"\napi_key = "sk-do-not-print-me"\n')
+    result = inner.runpytest("--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stdout.str() + result.stderr.str()
+    assert "never write an API key into a config file" in output and "sk-do-not-print-me" not in output

@@ -17,6 +17,7 @@ verdict, and the report says so.
 from __future__ import annotations
 
 import inspect
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -82,6 +83,7 @@ class LocalJudge:
         device: where input tensors go.
         batch_size: prompts per forward pass.
         min_mass: the least total probability the score (or A/B/tie) tokens must get.
+        share_prefix: run the rubric every prompt shares once per batch (same scores, ~30% faster).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class LocalJudge:
         device: str,
         batch_size: int = 8,
         min_mass: float = 0.25,
+        share_prefix: bool = True,
     ) -> None:
         self.identity = identity
         self._weights = weights
@@ -100,6 +103,7 @@ class LocalJudge:
         self._device = device
         self._batch_size = batch_size
         self._min_mass = min_mass
+        self._share_prefix = share_prefix
 
     @property
     def _tokenizer(self) -> Any:
@@ -128,12 +132,44 @@ class LocalJudge:
 
     # -- forward passes ---------------------------------------------------------------------
 
-    def _encode(self, prompts: Sequence[str]) -> tuple[Any, Any, Any]:
-        encoded = self._tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
-        ids = encoded["input_ids"].to(self._device)
-        mask = encoded["attention_mask"].to(self._device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: count real tokens only
-        return ids, mask, positions
+    def _prefill(self, model: Any, prompts: Sequence[str]) -> tuple[Any, Any, Any, list[int]]:
+        """One forward pass over a batch, the rubric they share computed once.
+
+        Every prompt of a batch starts with the same system turn (the rubric), often half of its
+        tokens. That prefix runs once at batch size 1, its key/value cache is repeated across the
+        batch, and only the per-sample rest runs batched, left-padded after the prefix (the
+        attention mask's hole covers the padding; positions count real tokens only).
+
+        Returns the model output, the attention mask and position ids so far, and each prompt's
+        token count.
+        """
+        import torch
+
+        tokenizer = self._tokenizer
+        shared = os.path.commonprefix(list(prompts)) if self._share_prefix else ""
+        shared = shared[: shared.rfind("\n") + 1]  # cut at a line end: a clean token boundary
+        head = tokenizer(shared, add_special_tokens=False)["input_ids"] if shared else []
+        rests = [p[len(shared) :] for p in prompts]
+        clean = bool(head) and all(
+            tokenizer(p, add_special_tokens=False)["input_ids"] == head + tokenizer(r, add_special_tokens=False)["input_ids"]
+            for p, r in zip(prompts, rests)
+        )
+        if not clean:  # no shared prefix, or one that tokenizes differently alone: plain batch
+            encoded = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+            ids, mask = encoded["input_ids"].to(self._device), encoded["attention_mask"].to(self._device)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: count real tokens only
+            output = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+            return output, mask, positions, mask.sum(dim=1).tolist()
+        prefix = torch.tensor([head], device=self._device)
+        cache = _cache_of(model(input_ids=prefix, use_cache=True, logits_to_keep=1))
+        cache.batch_repeat_interleave(len(prompts))
+        encoded = tokenizer(rests, return_tensors="pt", padding=True, add_special_tokens=False)
+        ids, rest_mask = encoded["input_ids"].to(self._device), encoded["attention_mask"].to(self._device)
+        mask = torch.cat([torch.ones(len(prompts), len(head), dtype=rest_mask.dtype, device=self._device), rest_mask], 1)
+        positions = len(head) + (rest_mask.cumsum(-1) - 1).clamp(min=0)
+        output = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+                       **{_cache_argument(model): cache})
+        return output, mask, positions, mask.sum(dim=1).tolist()
 
     def _score(self, prompts: Sequence[str], model: Any) -> list[JudgeReply]:
         import torch
@@ -144,9 +180,7 @@ class LocalJudge:
             [_following_token(tokenizer, f"{_label(DIMENSIONS[0])}: ", s) for s in _SCORES], device=self._device
         )
         values = torch.arange(SCORE_MIN, SCORE_MAX + 1, dtype=torch.float32, device=self._device)
-        ids, mask, positions = self._encode(prompts)
-        prompt_tokens = mask.sum(dim=1).tolist()
-        output = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+        output, mask, positions, prompt_tokens = self._prefill(model, prompts)
         expected, masses, spreads = [], [], []
         for k, dimension in enumerate(DIMENSIONS):
             probabilities = torch.softmax(output.logits[:, -1, :].float(), dim=-1)[:, score_ids]
@@ -189,15 +223,14 @@ class LocalJudge:
         label_ids = torch.tensor(
             [_following_token(self._tokenizer, _PAIR_PREFIX, text) for text in _PAIR_LABELS.values()], device=self._device
         )
-        ids, mask, positions = self._encode(prompts)
-        output = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1)
+        output, mask, _, prompt_tokens_list = self._prefill(model, prompts)
         probabilities = torch.softmax(output.logits[:, -1, :].float(), dim=-1)[:, label_ids]
         mass = probabilities.sum(dim=1).tolist()
         best = probabilities.argmax(dim=1).tolist()
         seconds = (time.perf_counter() - started) / len(prompts)
         winners = list(_PAIR_LABELS)
         replies = []
-        for row, prompt_tokens in enumerate(mask.sum(dim=1).tolist()):
+        for row, prompt_tokens in enumerate(prompt_tokens_list):
             reasoning = "P(A/B/tie) " + "/".join(f"{p:.2f}" for p in probabilities[row].tolist())
             if mass[row] < self._min_mass:
                 error = (f"the judge model put only {mass[row]:.0%} of its probability on its choice tokens "
