@@ -157,10 +157,12 @@ def test_cache_key_changes_with_what_the_judgement_depends_on() -> None:
         request_key("judge-a", JudgeRequest(**{**_fields(request), "answer": "No idea!"})),
         request_key("judge-a", JudgeRequest(**{**_fields(request), "reference": "Ships Tuesday."})),
         request_key("judge-a", JudgeRequest(**{**_fields(request), "question": "Where?"})),
-        request_key("judge-a", JudgeRequest(**{**_fields(request), "mode": "finetuned"})),
         request_key("judge-a", JudgeRequest(**{**_fields(request), "kind": "blind"})),
+        request_key("judge-a", JudgeRequest(**{**_fields(request), "order": "candidate_first"})),
     ]
     assert len({key, *variants}) == 7
+    # The judge never sees the mode: the same answer from another mode is the same judgement.
+    assert request_key("judge-a", JudgeRequest(**{**_fields(request), "mode": "finetuned"})) == key
 
 
 def _fields(request: JudgeRequest) -> dict:
@@ -263,3 +265,22 @@ def test_pairwise_leaves_out_samples_with_a_failed_order() -> None:
     result = pairwise_result(requests, replies, iters=500)
     assert result.n == 1 and result.errors == 1 and "1 samples left out for judge errors" in result.summary()
     assert pairwise_result(requests[:2], [JudgeReply(error="x"), JudgeReply(error="y")]) is None
+
+
+def test_the_same_answer_from_two_modes_is_judged_once(tmp_path) -> None:
+    requests = build_requests("reference", SAMPLES[:2], {"base": ["Same.", "Other."], "prompt_eng": ["Same.", "Else."]})
+    backend = ScriptedJudge()
+    replies = run_judge(backend, requests, tmp_path, progress=False)
+    assert sorted(backend.seen) == ["q0", "q1", "q1"]  # q0's shared answer once
+    assert replies[0].scores == replies[2].scores and replies[0].calls == 2 and replies[2].calls == 0
+    (row_base, row_prompt) = usage(requests, replies)
+    assert (row_base.calls, row_prompt.calls, row_prompt.cached) == (4, 2, 1)
+
+
+def test_failures_are_ordered_to_span_the_modes() -> None:
+    requests = build_requests("reference", SAMPLES, {"finetuned": ["a", "b", "c"], "base": ["d", "e", "f"]})
+    replies = [JudgeReply(error=f"e{i}") for i in range(6)]
+    assert [f"{f.mode}/{f.sample_id}" for f in judge_failures(requests, replies)][:2] == ["finetuned/q0", "base/q0"]
+    pair = build_requests("pairwise", SAMPLES[:1], {"finetuned": ["a"], "prompt_eng": ["b"]})
+    failure = judge_failures(pair, [JudgeReply(winner="A"), JudgeReply(error="refusal: no")])[0]
+    assert str(failure) == "finetuned-vs-prompt_eng/q0 (candidate second): refusal: no"

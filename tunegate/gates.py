@@ -239,7 +239,7 @@ def judge_error_gate(kind: str, failures: Sequence[JudgeFailure], judgements: in
     relation = "<=" if passed else ">"
     message = f"{kind}: {len(failures)}/{judgements} judgements failed ({rate:.1%} {relation} error budget {budget:.1%})"
     if failures:
-        shown = "; ".join(f"{f.mode}/{f.sample_id}: {f.message}" for f in failures[:5])
+        shown = "; ".join(str(f) for f in failures[:5])
         more = f" (+{len(failures) - 5} more)" if len(failures) > 5 else ""
         message += f"; e.g. {shown}{more}"
     return GateResult(name, passed, message)

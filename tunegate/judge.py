@@ -310,9 +310,13 @@ def _sha(text: str | None) -> str | None:
 
 
 def request_key(identity: str, request: JudgeRequest) -> str:
-    """Cache key: backend identity and model, prompt version, kind, mode, sample, and content hashes."""
+    """Cache key: backend identity and model, prompt version, kind, order, sample, and content hashes.
+
+    The mode is left out on purpose: the judge never sees it, so when two modes give the same
+    answer (common between base and prompt_eng) it is judged, and paid for, once.
+    """
     return fingerprint(
-        "judge/v1", identity, prompt_version(), request.kind, request.mode, request.order, request.sample_id,
+        "judge/v2", identity, prompt_version(), request.kind, request.order, request.sample_id,
         _sha(request.question), _sha(request.reference), _sha(request.answer), _sha(request.answer_b),
     )
 
@@ -347,14 +351,23 @@ def run_judge(
     keys = [request_key(backend.identity, r) for r in requests]
     found = cache.get_many(keys)
     replies: list[JudgeReply | None] = [_from_entry(found[k]) if k in found else None for k in keys]
-    missing = [i for i, reply in enumerate(replies) if reply is None]
-    if missing:
-        with tqdm(total=len(missing), desc=desc, unit="call", disable=not progress) as bar:
-            for position, reply in backend.judge([requests[i] for i in missing]):
-                index = missing[position]
+    # Identical requests (the same answer from two modes) are sent once and shared.
+    waiting: dict[str, list[int]] = {}
+    for i, reply in enumerate(replies):
+        if reply is None:
+            waiting.setdefault(keys[i], []).append(i)
+    if waiting:
+        unique = [indices[0] for indices in waiting.values()]
+        with tqdm(total=len(unique), desc=desc, unit="call", disable=not progress) as bar:
+            for position, reply in backend.judge([requests[i] for i in unique]):
+                key = keys[unique[position]]
                 if reply.ok:
-                    cache.put(keys[index], _to_entry(reply))
-                replies[index] = reply
+                    cache.put(key, _to_entry(reply))
+                first, *copies = waiting[key]
+                replies[first] = reply
+                for index in copies:  # answered by the first: no call, no tokens of its own
+                    replies[index] = JudgeReply(scores=reply.scores, winner=reply.winner, reasoning=reply.reasoning,
+                                                error=reply.error, cached=reply.ok)
                 bar.update(1)
     absent = [requests[i].sample_id for i, reply in enumerate(replies) if reply is None]
     if absent:
@@ -386,10 +399,22 @@ class JudgeFailure:
     mode: str
     sample_id: str
     message: str
+    order: str = ""  # pairwise: which of the two orders failed
+
+    def __str__(self) -> str:
+        order = f" ({self.order.replace('_', ' ')})" if self.order else ""
+        return f"{self.mode}/{self.sample_id}{order}: {self.message}"
 
 
 def judge_failures(requests: Sequence[JudgeRequest], replies: Sequence[JudgeReply]) -> list[JudgeFailure]:
-    return [JudgeFailure(q.kind, q.mode, q.sample_id, r.error or "") for q, r in zip(requests, replies) if not r.ok]
+    """The failed judgements, ordered so the first few span every mode (examples for a message)."""
+    failed = [JudgeFailure(q.kind, q.mode, q.sample_id, r.error or "", q.order) for q, r in zip(requests, replies) if not r.ok]
+    rank: dict[str, int] = {}
+    spread = []
+    for failure in failed:  # the n-th failure of its mode sorts into round n
+        rank[failure.mode] = rank.get(failure.mode, -1) + 1
+        spread.append((rank[failure.mode], failure))
+    return [failure for _, failure in sorted(spread, key=lambda pair: pair[0])]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from tunegate.config import GateConfig, load_config, parse_override, parse_threshold, read_table
@@ -468,10 +469,19 @@ class _HtmlReport:
         table = run.computed_table()
         cis = mode_metric_cis(table)
         plots: dict[str, bytes] = {}
-        if len(cis):
-            plots["Mean score per mode"] = figure_png(metric_means_figure(cis))
-            run.config.report_dir.mkdir(parents=True, exist_ok=True)
-            (run.config.report_dir / "metric_means.png").write_bytes(plots["Mean score per mode"])
+        from tunegate.judge import JUDGE_METRICS
+
+        judged = cis["metric"].isin(JUDGE_METRICS) if len(cis) else pd.Series(dtype=bool)
+        figures = {
+            "Mean score per mode": ("metric_means.png", cis[~judged] if len(cis) else cis, {}),
+            "LLM judge: mean score per mode": ("judge_means.png", cis[judged] if len(cis) else cis, {
+                "ylim": (1, 5.25), "ylabel": "mean judge score (1-5)", "title": "LLM judge: mean score per mode"}),
+        }
+        for title, (filename, part, options) in figures.items():
+            if len(part):
+                plots[title] = figure_png(metric_means_figure(part, **options))
+                run.config.report_dir.mkdir(parents=True, exist_ok=True)
+                (run.config.report_dir / filename).write_bytes(plots[title])
         times = run.times
         timings = {
             "demo model cache": f"{times.model_cache_s:.1f} s",

@@ -48,8 +48,17 @@ def mode_metric_cis(table: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["mode", "metric", "mean", "ci_low", "ci_high", "n"])
 
 
-def metric_means_figure(cis: pd.DataFrame) -> Any:
-    """Grouped bars: one group per metric, one bar per mode, 95% CI error bars, value labels."""
+def metric_means_figure(
+    cis: pd.DataFrame,
+    *,
+    ylim: tuple[float, float] = (0, 1.05),
+    ylabel: str = "mean score (0-1)",
+    title: str = "Mean score per mode",
+) -> Any:
+    """Grouped bars: one group per metric, one bar per mode, 95% CI error bars, value labels.
+
+    One scale per figure: judge scores (1-5) get their own, or they would flatten ROUGE (0-1).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,10 +75,10 @@ def metric_means_figure(cis: pd.DataFrame) -> Any:
         bars = ax.bar(xs, part["mean"], width, yerr=errors, capsize=3, label=mode, color=MODE_COLORS.get(mode))
         ax.bar_label(bars, labels=[f"{v:.2f}" for v in part["mean"]], padding=2, fontsize=8)
     ax.set_xticks(range(len(metrics)), [METRIC_LABELS.get(m, m) for m in metrics])
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("mean score (0-1)")
+    ax.set_ylim(*ylim)
+    ax.set_ylabel(ylabel)
     n = int(cis["n"].max()) if len(cis) else 0
-    ax.set_title(f"Mean score per mode, 95% bootstrap CI (n={n} samples)")
+    ax.set_title(f"{title}, 95% bootstrap CI (n={n} samples)")
     ax.legend(title="mode", loc="upper left", ncols=len(modes), fontsize=9)
     ax.grid(axis="y", linestyle="--", alpha=0.4)
     fig.tight_layout()
