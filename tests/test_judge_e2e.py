@@ -253,10 +253,15 @@ def test_permanent_faults_fail_exactly_the_judge_error_gates_with_exact_counts(f
         head = (f"FAIL judge_errors[{kind}]: {kind}: {errors}/{judgements} judgements failed "
                 f"({errors / judgements:.1%} > error budget 0.0%); e.g. ")
         assert line.startswith(head), line
-        item = r"([a-z_-]+)/([a-z_0-9]+): "  # mode/sample_id: message; ...; message (+N more)
+        # mode/sample_id: message; ...; message (+N more). Pairwise names the order: "(candidate first)".
+        item = r"([a-z_-]+)/([a-z_0-9]+)(?: \(candidate (?:first|second)\))?: "
         named = re.findall(rf"{item}(.*?)(?=; {item}| \(\+\d+ more\)$|$)", line[len(head):])
         named = [(mode, sample_id, message) for mode, sample_id, message, *_ in named]
         assert len(named) == shown, line
+        if kind == "pairwise":
+            assert line.count("(candidate first)") == line.count("(candidate second)") == 2, line
+        else:
+            assert {mode for mode, _, _ in named} == set(MODES), line  # examples span every mode
         modes = MODES if kind != "pairwise" else ("finetuned-vs-prompt_eng",)
         for mode, sample_id, message in named:
             assert mode in modes and sample_id in PERMANENT, line
