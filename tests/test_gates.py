@@ -340,3 +340,12 @@ def test_pairwise_gate_needs_the_whole_ci_above_the_bar() -> None:
 
 def test_pairwise_gate_without_any_judged_sample_fails() -> None:
     assert not pairwise_gate(None, 0.0).passed
+
+
+def test_a_metric_with_unscored_samples_is_compared_on_the_samples_it_has() -> None:
+    """A judge error leaves a sample without judge scores; ROUGE still pairs all of them."""
+    table = three_modes(n=30)
+    judge = table[table["metric"] == "rougeL"].assign(metric="judge_overall", value=lambda t: 1 + 4 * t["value"])
+    judge = judge[~judge["sample_id"].isin(["s003", "s011"]) | (judge["mode"] != "finetuned")]
+    checks = gain_checks(pd.concat([table, judge]), ["rougeL", "judge_overall"], ["base"], iters=1000)
+    assert {c.metric: c.comparison.n for c in checks} == {"rougeL": 30, "judge_overall": 28}

@@ -447,3 +447,16 @@ def test_the_key_appears_in_no_output_report_or_cache_file(
     leaks += [f"stdout/stderr of run {i}" for i, r in enumerate(runs) if KEY in r.stdout or KEY in r.stderr]
     assert scanned > 100
     assert not leaks, f"{len(leaks)} places hold the key: {leaks}"  # paths only, never the text around it
+
+
+def test_judge_scores_flow_into_the_same_gates_as_rouge(in_process: InProcess) -> None:
+    """Thresholds and gain gates take judge metrics; samples the judge failed on are left out of them."""
+    from tunegate.gates import gain_checks, threshold_gate
+
+    run = in_process.run
+    table = run.score_table()
+    floor = threshold_gate(table, "finetuned", "judge_overall", 1.0)
+    assert floor.passed and f"n={SLICE - len(PERMANENT)}" in floor.message
+    checks = gain_checks(table, ["rougeL", "judge_overall"], ["base"], iters=1000)
+    sizes = {check.metric: check.comparison.n for check in checks}
+    assert sizes == {"rougeL": SLICE, "judge_overall": SLICE - len(PERMANENT)}

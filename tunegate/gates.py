@@ -158,10 +158,19 @@ def gain_checks(
     """
     comparisons: list[tuple[str, str, Comparison]] = []
     for opponent in opponents:
-        ours, theirs = {}, {}
+        # Metrics scored on the same samples share one set of resamples; a metric with gaps (a judge
+        # error leaves a sample unscored) is resampled on its own samples.
+        groups: dict[tuple[str, ...], dict[str, tuple[pd.Series, pd.Series]]] = {}
         for metric in metrics:
-            ours[metric], theirs[metric] = (s.to_numpy() for s in paired_scores(table, "finetuned", opponent, metric))
-        by_metric = paired_bootstrap_many(ours, theirs, iters=iters, seed=seed, alpha=alpha)
+            ours, theirs = paired_scores(table, "finetuned", opponent, metric)
+            groups.setdefault(tuple(ours.index), {})[metric] = (ours, theirs)
+        by_metric: dict[str, Comparison] = {}
+        for group in groups.values():
+            by_metric.update(paired_bootstrap_many(
+                {m: pair[0].to_numpy() for m, pair in group.items()},
+                {m: pair[1].to_numpy() for m, pair in group.items()},
+                iters=iters, seed=seed, alpha=alpha,
+            ))
         comparisons += [(metric, opponent, by_metric[metric]) for metric in metrics]
     adjusted = holm_adjust([c.p_value for _, _, c in comparisons])
     min_gain = min_gain or {}
