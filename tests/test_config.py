@@ -516,3 +516,11 @@ def test_bad_judge_values(project: Path, lines: list[str], expected: str) -> Non
 def test_judge_metrics_need_the_judge(project: Path) -> None:
     message = config_error(tunegate_table(project, "[tool.tunegate.thresholds.base]\njudge_overall = 3\n"))
     assert "judge_overall' is not among the scored metrics" in message
+
+
+def test_training_keys(project: Path) -> None:
+    (project / "runs").mkdir()
+    config = load_config(tunegate_table(project, 'training_state = "runs"\noverfit_patience = 5\n'))
+    assert config.training_state == project / "runs" and config.overfit_patience == 5
+    assert load_config(tunegate_table(project)).training_state is None
+    assert "overfit_patience must be at least 1" in config_error(tunegate_table(project, "overfit_patience = 0\n"))

@@ -18,8 +18,9 @@ REPO = Path(__file__).resolve().parent.parent
 SLICE = 8
 # finetuned ROUGE-L and BERTScore floors, the sample pass rate, 4 metrics x 2 opponents of
 # significant gain, the fine-tune-or-not verdict, non-regression against baselines/, and the judge's
-# error budget per kind (reference, blind, pairwise). test_pairwise is reported, not gated: a skip.
-GATES = 3 + 8 + 1 + 1 + 3
+# error budget per kind (reference, blind, pairwise), and the adapter's training curve.
+# test_pairwise is reported, not gated: a skip.
+GATES = 3 + 8 + 1 + 1 + 3 + 1
 
 pytestmark = pytest.mark.slow
 

@@ -379,3 +379,53 @@ def test_an_api_key_in_the_config_is_refused_without_echoing_it(inner: pytest.Py
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     output = result.stdout.str() + result.stderr.str()
     assert "never write an API key into a config file" in output and "sk-do-not-print-me" not in output
+
+
+# --- the training gate --------------------------------------------------------------------------
+
+TRAINING_TEST = """
+def test_training_curve(training_verdict):
+    assert training_verdict.passed, training_verdict.message
+"""
+
+
+def trainer_state(evals: list[float]) -> str:
+    history = []
+    for i, loss in enumerate(evals):
+        step = 10 * (i + 1)
+        history += [{"step": step, "epoch": step / 40, "loss": 2.0 - 0.05 * i}, {"step": step, "epoch": step / 40, "eval_loss": loss}]
+    return json.dumps({"global_step": 10 * len(evals), "log_history": history})
+
+
+def test_training_gate_reads_the_state_beside_the_adapter_and_fails_an_overfit(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_inner_training=TRAINING_TEST)
+    configure(inner)
+    (inner.path / "adapter" / "trainer_state.json").write_text(
+        trainer_state([2.0, 1.6, 1.3, 1.2, 1.25, 1.32, 1.41, 1.5]), encoding="utf-8")
+    result = inner.runpytest("-q", "-p", "no:cacheprovider", "test_inner_training.py")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*FAIL training: shipped step 80*best eval_loss 1.2000 at step 40*stop at step 40*"])
+    selected = inner.runpytest("-m", "finetuned", "--collect-only", "-q", "test_inner_training.py")
+    assert collected_ids(selected) == ["test_training_curve"]
+
+
+def test_training_gate_passes_a_healthy_run_configured_by_path(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_inner_training=TRAINING_TEST)
+    (inner.path / "run").mkdir()
+    (inner.path / "run" / "trainer_state.json").write_text(trainer_state([2.0, 1.6, 1.3, 1.2, 1.1, 1.05]), encoding="utf-8")
+    configure(inner, 'training_state = "run"\n')
+    result = inner.runpytest("-q", "-p", "no:cacheprovider", "test_inner_training.py")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*PASS training: no divergence over 6 evaluations*"])
+
+
+def test_training_gate_skips_without_a_state_and_fails_clearly_on_a_broken_one(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_inner_training=TRAINING_TEST)
+    configure(inner)
+    skipped = inner.runpytest("-q", "-rs", "-p", "no:cacheprovider", "test_inner_training.py")
+    skipped.stdout.fnmatch_lines(["*no trainer_state.json beside the adapter*set training_state*"])
+    (inner.path / "adapter" / "trainer_state.json").write_text('{"log_history": [{"step": 1, "loss": 2.0}]}', encoding="utf-8")
+    broken = inner.runpytest("-q", "-p", "no:cacheprovider", "test_inner_training.py")
+    assert broken.ret == pytest.ExitCode.TESTS_FAILED
+    broken.stdout.fnmatch_lines(["*eval_strategy*"])
+    assert "Traceback" not in broken.stdout.str()

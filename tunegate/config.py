@@ -60,6 +60,9 @@ class GateConfig:
     regression_margin: Mapping[str, float] = field(default_factory=dict)  # metric -> tolerated drop vs baseline
     baseline_dir: Path = Path("baselines")
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    # Training evidence (issue 6): the adapter's trainer_state.json (None: look beside the adapter).
+    training_state: Path | None = None
+    overfit_patience: int = 3
     report_dir: Path = Path("reports")
     cache_dir: Path = Path(".tunegate_cache")
     source: Path | None = None  # the file the values came from, for messages and the report
@@ -95,7 +98,7 @@ class GateConfig:
         }
 
 
-_PATH_KEYS = {"eval_set", "adapter", "bertscore_model", "report_dir", "cache_dir", "baseline_dir"}
+_PATH_KEYS = {"eval_set", "adapter", "bertscore_model", "report_dir", "cache_dir", "baseline_dir", "training_state"}
 _FILE_KEYS = {"system_prompt_file", "base_system_prompt_file", "finetuned_system_prompt_file"}
 _KEYS = {f.name for f in fields(GateConfig)} - {"source"} | _FILE_KEYS
 _PROMPT_TWINS = {k: k.removesuffix("_file") for k in _FILE_KEYS} | {k.removesuffix("_file"): k for k in _FILE_KEYS}
@@ -251,6 +254,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "regression_metrics": (list, tuple),
     "regression_margin": (dict,),
     "judge": (dict,),
+    "overfit_patience": (int,),
 }
 
 
@@ -265,6 +269,8 @@ def _check_type(key: str, value: Any, origin: str) -> Any:
         return _metric_numbers(key, value, origin)
     if key == "judge":
         return _judge_config(value, origin)
+    if key == "overfit_patience" and value < 1:
+        raise ConfigError(f"{origin}: overfit_patience must be at least 1 evaluation, got {value}.")
     if key == "alpha" and not 0 < value < 0.5:
         raise ConfigError(f"{origin}: alpha must be in (0, 0.5), e.g. 0.05, got {value!r}.")
     if key == "bootstrap_iters" and value < 1000:

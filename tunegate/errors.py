@@ -7,6 +7,7 @@
     ├── AdapterError              the adapter directory (missing files, wrong base)
     ├── MetricError               a scorer that cannot run (missing local model, bad input)
     ├── BaselineError             a stored baseline in baselines/ that cannot be read
+    ├── TrainingStateError        a trainer_state.json: missing, invalid JSON, no eval loss logged
     └── JudgeError                a judge that cannot go on (bad credentials, exhausted quota, no server)
 
 Each message is one paragraph that names the file, line or field, what was found, and the fix,
@@ -42,6 +43,10 @@ class MetricError(TunegateError):
 
 class BaselineError(TunegateError):
     """A stored baseline snapshot is not a tunegate baseline (hand-edited, truncated, or too old)."""
+
+
+class TrainingStateError(TunegateError):
+    """A trainer_state.json cannot be read as a train and validation loss curve."""
 
 
 class JudgeError(TunegateError):

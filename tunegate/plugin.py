@@ -209,7 +209,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 # Gates about the adapter whatever their parameters: `-m finetuned` must select them.
-_ADAPTER_FIXTURES = {"gain_case", "adapter_verdict", "baseline_snapshot", "pairwise_verdict"}
+_ADAPTER_FIXTURES = {"gain_case", "adapter_verdict", "baseline_snapshot", "pairwise_verdict", "training_verdict"}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -350,6 +350,24 @@ def pairwise_verdict(request: pytest.FixtureRequest, gate_run: GateRun) -> GateR
     return verdict
 
 
+@pytest.fixture
+def training_verdict(request: pytest.FixtureRequest, gate_run: GateRun) -> GateResult:
+    """The adapter's own training curve: did it ship from after the validation loss turned up?"""
+    _needs_adapter(gate_run)
+    if gate_run.training_state_path() is None:
+        pytest.skip(
+            f"no trainer_state.json beside the adapter {gate_run.config.adapter}: set training_state to the "
+            "training run's trainer_state.json (or output directory) to check it for overfitting"
+        )
+    try:
+        evidence = gate_run.training()
+    except TunegateError as error:
+        pytest.fail(str(error), pytrace=False)
+    verdict = GateResult("training", evidence.verdict.passed, evidence.verdict.message)
+    request.config.stash[GATES_KEY].append(verdict)
+    return verdict
+
+
 def _refuse_partial_baseline(config: pytest.Config, gate_run: GateRun) -> None:
     """--snapshot-update on an --eval-limit slice would silently shrink the accepted baseline."""
     limit = gate_run.config.limit
@@ -420,13 +438,14 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if run is None:
         return
     table = run.computed_table()
-    if table.empty:
-        return
-    from tunegate.scores import wide_means
-
-    terminalreporter.write_sep("-", "tunegate: mean score per mode")
-    terminalreporter.write_line(wide_means(table).round(3).to_string())
     gates = config.stash.get(GATES_KEY, [])
+    if table.empty and not gates:
+        return
+    if not table.empty:
+        from tunegate.scores import wide_means
+
+        terminalreporter.write_sep("-", "tunegate: mean score per mode")
+        terminalreporter.write_line(wide_means(table).round(3).to_string())
     if gates:
         terminalreporter.write_sep("-", "tunegate: release gate verdicts")
         for verdict in gates:
@@ -482,6 +501,14 @@ class _HtmlReport:
                 plots[title] = figure_png(metric_means_figure(part, **options))
                 run.config.report_dir.mkdir(parents=True, exist_ok=True)
                 (run.config.report_dir / filename).write_bytes(plots[title])
+        training = run.computed_training()
+        if training is not None:
+            from tunegate.overfitting import loss_curve_figure
+
+            title = "Training: train and validation loss of the adapter's run"
+            plots[title] = figure_png(loss_curve_figure(training.curve, training.divergence))
+            run.config.report_dir.mkdir(parents=True, exist_ok=True)
+            (run.config.report_dir / "training_loss.png").write_bytes(plots[title])
         times = run.times
         timings = {
             "demo model cache": f"{times.model_cache_s:.1f} s",

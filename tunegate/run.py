@@ -31,7 +31,16 @@ from tunegate.judge import (
     run_judge,
     score_rows,
 )
+from tunegate.errors import TrainingStateError
 from tunegate.judge_backends import make_judge_backend
+from tunegate.overfitting import (
+    CheckpointVerdict,
+    Divergence,
+    LossCurve,
+    detect_divergence,
+    load_trainer_state,
+    shipped_checkpoint_verdict,
+)
 from tunegate.models import resolve_base_model
 from tunegate.scores import empty_table, score_mode
 
@@ -51,6 +60,15 @@ class PhaseTimes:
         return ", ".join(f"{m} {self.generated[m]}" for m in MODES if m in self.generated) or "none"
 
 
+@dataclass(frozen=True, slots=True)
+class TrainingEvidence:
+    """What the training gate and the loss plot need."""
+
+    curve: LossCurve
+    divergence: Divergence | None
+    verdict: CheckpointVerdict
+
+
 class GateRun:
     """Samples, generations and scores for one configuration; each mode is computed at most once."""
 
@@ -68,6 +86,7 @@ class GateRun:
         self._judge_backend: JudgeBackend | None = None
         self._judged: dict[tuple[str, str], tuple[list[JudgeRequest], list[JudgeReply]]] = {}
         self._pairwise: PairwiseResult | None = None
+        self._training: TrainingEvidence | None = None
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -160,6 +179,32 @@ class GateRun:
                 requests, replies, opponent=opponent, seed=self.config.seed, iters=self.config.bootstrap_iters
             )
         return self._pairwise
+
+    def training_state_path(self) -> Path | None:
+        """The trainer_state.json (or its directory) behind the adapter: configured, or beside the adapter."""
+        if self.config.training_state is not None:
+            return self.config.training_state
+        adapter = self.config.adapter
+        if adapter is not None and (adapter / "trainer_state.json").is_file():
+            return adapter
+        return None
+
+    def training(self) -> TrainingEvidence:
+        """The adapter's loss curve, its divergence (if any) and the shipped-checkpoint verdict."""
+        if self._training is None:
+            path = self.training_state_path()
+            if path is None:
+                raise TrainingStateError(
+                    f"no trainer_state.json beside the adapter {self.config.adapter}: set [tool.tunegate] "
+                    "training_state to the run's trainer_state.json or output directory."
+                )
+            curve = load_trainer_state(path)
+            divergence = detect_divergence(curve, patience=self.config.overfit_patience)
+            self._training = TrainingEvidence(curve, divergence, shipped_checkpoint_verdict(curve, divergence))
+        return self._training
+
+    def computed_training(self) -> TrainingEvidence | None:
+        return self._training
 
     def computed_pairwise(self) -> PairwiseResult | None:
         """The pairwise result if this session computed it (never triggers work): for the report."""
