@@ -437,6 +437,22 @@ def test_the_demo_adapter_plateaus_without_diverging() -> None:
     )
 
 
+def test_the_demo_overtrained_run_fails_with_advice_naming_the_step() -> None:
+    """fixtures/demo/overtrained: 10 epochs on 48 samples, written by the committed training script."""
+    curve = load_trainer_state(DEMO / "overtrained")
+    assert (len(curve.eval), curve.global_step) == (15, 60)
+    divergence = detect_divergence(curve)
+    assert divergence is not None
+    assert (divergence.best_step, divergence.confirmed_step, divergence.final_step) == (16, 36, 60)
+    assert divergence.best_eval_loss == pytest.approx(2.3839, abs=1e-4)
+    assert divergence.final_eval_loss == pytest.approx(2.9212, abs=1e-4)
+    verdict = shipped_checkpoint_verdict(curve, divergence)
+    assert not verdict.passed
+    assert "shipped step 60 (the last step), eval_loss 2.9212 comes after the divergence" in verdict.message
+    assert "stop at step 16 (epoch 2.7)" in verdict.message
+    assert "EarlyStoppingCallback(early_stopping_patience=3)" in verdict.message
+
+
 def test_the_demo_weak_run_is_too_short_to_judge() -> None:
     if not (DEMO / "runs" / "weak" / "trainer_state.json").exists():
         pytest.skip("fixtures/demo/runs/weak is not in this checkout")
