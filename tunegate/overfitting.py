@@ -343,6 +343,6 @@ def loss_curve_figure(curve: LossCurve, divergence: Divergence | None = None) ->
         verdict += ", training unhealthy"
     ax.set_title(f"Train and validation loss: {name[:50]} ({verdict})")
     ax.grid(linestyle="--", alpha=0.4)
-    ax.legend(loc="upper right", fontsize=9)
+    ax.legend(loc="best", fontsize=9, framealpha=0.9)  # "best": a rising eval curve must stay visible
     fig.tight_layout()
     return fig
