@@ -47,6 +47,7 @@ def test_provenance_names_what_was_evaluated(gate_run: GateRun) -> None:
     assert info["samples"] == 2
     assert len(info["adapter_sha256"]) == 16 and len(info["base_model_sha256"]) == 16
     assert info["device"] == "cpu / float32"
+    assert info["judge"] is None  # no [tool.tunegate.judge] here: the report leaves the row out
     assert gate_run.times.generated == {"finetuned": 2}
     gate_run.generations("base")
     assert gate_run.times.generated_text() == "base 2, finetuned 2"
