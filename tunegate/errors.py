@@ -8,6 +8,7 @@
     ├── MetricError               a scorer that cannot run (missing local model, bad input)
     ├── BaselineError             a stored baseline in baselines/ that cannot be read
     ├── TrainingStateError        a trainer_state.json: missing, invalid JSON, no eval loss logged
+    ├── AblationError             a sweep of adapter runs or an ablation CSV: unreadable, duplicate values
     └── JudgeError                a judge that cannot go on (bad credentials, exhausted quota, no server)
 
 Each message is one paragraph that names the file, line or field, what was found, and the fix,
@@ -47,6 +48,10 @@ class BaselineError(TunegateError):
 
 class TrainingStateError(TunegateError):
     """A trainer_state.json cannot be read as a train and validation loss curve."""
+
+
+class AblationError(TunegateError):
+    """A sweep of adapter runs or an ablation results file cannot be read as one controlled experiment."""
 
 
 class JudgeError(TunegateError):
