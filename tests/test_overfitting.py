@@ -1,7 +1,7 @@
 """Tests for tunegate.overfitting: trainer_state.json in, loss curve, divergence, health and verdict out.
 
 Hand-written curves are written as real trainer_state.json files (the loader is the product), laid
-out as the Trainer lays them out. The 20 real files in shared/data/trainer_states/ (see its
+out as the Trainer lays them out. The 20 real files in fixtures/trainer_states/ (see its
 README.md) and the demo's own runs pin what the detector says on curves that were looked at.
 """
 
@@ -27,8 +27,10 @@ from tunegate.overfitting import (
 from tunegate.report import figure_png
 
 REPO = Path(__file__).resolve().parent.parent
-REAL_STATES = REPO.parent / "shared" / "data" / "trainer_states"
+# Copied into the repository (2 MB) so a clean clone tests them; SOURCES.tsv says where each is from.
+REAL_STATES = REPO / "fixtures" / "trainer_states"
 REAL_FILES = sorted(REAL_STATES.glob("*.json"))
+assert len(REAL_FILES) == 20, f"expected the 20 real trainer_state.json files in {REAL_STATES}"
 DEMO = REPO / "fixtures" / "demo"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -85,7 +85,7 @@ def detect_divergence(
     best has not diverged.
 
     `min_delta` None means max(1e-3, 1% of the best): scale-free, and above the eval-to-eval wiggle
-    of a plateau (0.1-0.5% in the real runs of shared/data/trainer_states: a fixed validation set
+    of a plateau (0.1-0.5% in the real runs of fixtures/trainer_states: a fixed validation set
     has no sampling noise), well below real overfitting (+10% to +70% there); the 1e-3 floor keeps
     near-zero losses from tripping on rounding. `median3` is a centred running median of three
     (ends unchanged): it removes a one-evaluation spike or lucky dip entirely, so neither a spike
