@@ -17,6 +17,7 @@ moment it arrives, errors never stored), and the accounting of calls, tokens and
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -34,6 +35,7 @@ WINNERS = ("A", "B", "tie")
 RUBRIC_FILE = Path(__file__).parent / "prompts" / "judge_rubric_v1.md"
 _FRAMING_VERSION = "framing-v1"  # bump when the code-side framing below changes
 _METRIC_PREFIX = {"reference": "judge", "blind": "blind"}
+BLIND_INSTRUCTION = "There is no reference answer: judge from the question alone. "  # every backend's blind framing
 
 
 def metric_names(kind: str) -> tuple[str, ...]:
@@ -147,10 +149,13 @@ class JudgeParseError(ValueError):
 # -- prompts ------------------------------------------------------------------------------------
 
 
+@functools.cache
 def rubric() -> str:
+    """The rubric file's text, read once per process (every prompt and every cache key uses it)."""
     return RUBRIC_FILE.read_text(encoding="utf-8").strip()
 
 
+@functools.cache
 def prompt_version() -> str:
     """Changes whenever the rubric file or the framing changes, so cached judgements are redone."""
     digest = hashlib.sha256(f"{_FRAMING_VERSION}\n{rubric()}".encode()).hexdigest()[:12]
@@ -185,7 +190,7 @@ def json_messages(request: JudgeRequest) -> list[dict[str, str]]:
     else:
         fields_ = ", ".join(f'"{d}": <integer 1-5>' for d in DIMENSIONS)
         task = (
-            ("There is no reference answer: judge from the question alone. " if request.kind == "blind" else "")
+            (BLIND_INSTRUCTION if request.kind == "blind" else "")
             + f'Reply with only a JSON object: {{{fields_}, "reasoning": "<one sentence: the main deduction>"}}.'
         )
     return [

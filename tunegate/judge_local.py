@@ -24,7 +24,16 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from tunegate.errors import JudgeError
-from tunegate.judge import DIMENSIONS, SCORE_MAX, SCORE_MIN, JudgeReply, JudgeRequest, request_blocks, rubric
+from tunegate.judge import (
+    BLIND_INSTRUCTION,
+    DIMENSIONS,
+    SCORE_MAX,
+    SCORE_MIN,
+    JudgeReply,
+    JudgeRequest,
+    request_blocks,
+    rubric,
+)
 
 _SCORES = [str(score) for score in range(SCORE_MIN, SCORE_MAX + 1)]
 # Digits, not letters: this tokenizer family merges " A" into one token but keeps digits apart.
@@ -44,7 +53,7 @@ def _system(request: JudgeRequest) -> str:
         )
     else:
         lines = "\n".join(f"{_label(d)}: <{SCORE_MIN}-{SCORE_MAX}>" for d in DIMENSIONS)
-        blind = "There is no reference answer: judge from the question alone. " if request.kind == "blind" else ""
+        blind = BLIND_INSTRUCTION if request.kind == "blind" else ""
         task = f"{blind}Reply in exactly this form:\n{lines}"
     return f"{rubric()}\n\n{task}"
 

@@ -284,7 +284,7 @@ class GateRun:
             "metrics": ", ".join(self.config.metrics),
             "judge": (f"{self.config.judge.backend}: {self.config.judge.model} ({', '.join(self.config.judge.kinds)})"
                       if self.config.judge.enabled else None),
-            "training_state": str(self.training_state_path()) if self.training_state_path() else None,
+            "training_state": str(training_state) if (training_state := self.training_state_path()) else None,
             "tunegate": __version__,
             "torch": torch.__version__,
             "transformers": transformers.__version__,
