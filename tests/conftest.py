@@ -33,3 +33,20 @@ def random_adapter_dir(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFa
     path = tmp_path_factory.mktemp("adapter")
     adapter.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def second_adapter_dir(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another random LoRA with other modules and rank: an ablation run beside random_adapter_dir."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(demo_model_dir, dtype=torch.float32)
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                        init_lora_weights=False)
+    adapter = get_peft_model(model, config)
+    path = tmp_path_factory.mktemp("adapter2")
+    adapter.save_pretrained(path)
+    return path

@@ -400,3 +400,118 @@ def test_figure_with_bootstrap_bands_on_a_linear_axis(tmp_path: Path) -> None:
     assert figure_png(fig).startswith(PNG_MAGIC) and not plt.fignum_exists(fig.number)
     with pytest.raises(AblationError, match="curves along lora_rank"):
         ablation_figure([AblationCurve("epochs", "rougeL", points)], "lora_rank")
+
+
+# --- run labels, best vs smallest, the gate -----------------------------------------------------
+
+from tunegate.ablation import ablation_gate, cheapest_checks, run_labels  # noqa: E402
+from tunegate.ablation.verdict import AblationResult  # noqa: E402
+
+
+def test_run_labels_are_the_shortest_unique_suffix(tmp_path: Path) -> None:
+    assert run_labels([tmp_path / "r2", tmp_path / "r4"]) == ("r2", "r4")
+    nested = [tmp_path / "runs" / name / "adapter" for name in ("r8", "r16")]
+    assert run_labels(nested) == ("r8/adapter", "r16/adapter")
+    assert run_labels([tmp_path / "a" / "x" / "adapter", tmp_path / "b" / "x" / "adapter"]) == (
+        "a/x/adapter", "b/x/adapter")
+
+
+def sweep_with_scores(tmp_path: Path, by_rank: dict[int, dict[str, list[float]]]) -> tuple:
+    sweep = describe_sweep(rank_sweep(tmp_path, tuple(by_rank)), "lora_rank")
+    tables = {f"r{rank}": scores_table(values) for rank, values in by_rank.items()}
+    metrics = list(next(iter(by_rank.values())))
+    curves = tuple(curve_from_scores(sweep, tables, metric, iters=2000) for metric in metrics)
+    return sweep, tables, curves
+
+
+def test_best_run_that_clearly_beats_the_smallest_is_significant(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    low = rng.uniform(0.2, 0.4, 40)
+    sweep, tables, curves = sweep_with_scores(tmp_path, {
+        2: {"rougeL": list(low), "bertscore": list(low + 0.3)},
+        8: {"rougeL": list(low + 0.15), "bertscore": list(low + 0.3 + np.tile([0.03, -0.025], 20))},
+    })
+    checks = cheapest_checks(curves, tables, iters=2000)
+    rouge, bert = checks
+    assert rouge.best.value == 8 and rouge.significant and rouge.adjusted_p < 0.01
+    assert rouge.comparison.diff == pytest.approx(0.15) and rouge.family_size == 2
+    assert bert.best.value == 8 and bert.significant is False  # +0.0025 on a 0.0275 spread: noise, not a gain
+    result = AblationResult("lora_rank", curves, checks, sweep, "2 adapters")
+    verdict = ablation_gate(result)
+    assert verdict.passed and verdict.name == "ablation[lora_rank]"
+    assert "ROUGE-L best" in verdict.message and "a significant gain" in verdict.message
+    assert rouge.sufficient.value == 8 and bert.sufficient.value == 2
+    assert "lora_rank = 8 is the smallest setting within noise of the best on every metric" in verdict.message
+
+
+def test_the_smallest_setting_within_noise_of_the_best_is_named(tmp_path: Path) -> None:
+    """r2 is clearly worse, r4 only a little below r16 (noise at n=40): r4 is enough."""
+    low = np.linspace(0.2, 0.5, 40)
+    wiggle = np.tile([0.018, -0.02], 20)  # -0.001 on average
+    sweep, tables, curves = sweep_with_scores(tmp_path, {
+        2: {"rougeL": list(low)}, 4: {"rougeL": list(low + 0.1 + wiggle)}, 16: {"rougeL": list(low + 0.1)},
+    })
+    (check,) = cheapest_checks(curves, tables, iters=2000)
+    assert check.best.value == 16 and check.smallest.value == 2
+    assert check.significant and check.family_size == 2  # best vs r2 and best vs r4
+    assert check.sufficient.value == 4
+    assert "the smallest lora_rank within noise of the best: 4" in str(check)
+    verdict = ablation_gate(AblationResult("lora_rank", curves, (check,), sweep, "s"))
+    assert "lora_rank = 4 is the smallest setting within noise of the best on every metric" in verdict.message
+
+
+def test_when_nothing_beats_the_smallest_the_gate_says_it_suffices(tmp_path: Path) -> None:
+    same = list(np.linspace(0.2, 0.6, 30))
+    jitter = [v + (0.012 if i % 2 else -0.01) for i, v in enumerate(same)]  # +0.001 on average
+    sweep, tables, curves = sweep_with_scores(tmp_path, {4: {"rougeL": same}, 16: {"rougeL": jitter}})
+    verdict = ablation_gate(AblationResult("lora_rank", curves, cheapest_checks(curves, tables, iters=2000), sweep, "s"))
+    assert verdict.passed and "the smallest setting of the sweep is as good as any" in verdict.message
+
+
+def test_best_at_the_smallest_value_needs_no_test(tmp_path: Path) -> None:
+    sweep, tables, curves = sweep_with_scores(tmp_path, {2: {"rougeL": [0.5, 0.6, 0.7]}, 4: {"rougeL": [0.1, 0.2, 0.3]}})
+    (check,) = cheapest_checks(curves, tables, iters=2000)
+    assert check.comparison is None and check.significant is None
+    assert "the smallest value of the sweep" in str(check)
+
+
+def test_lower_is_better_metrics_are_compared_negated(tmp_path: Path) -> None:
+    base = np.linspace(1.0, 2.0, 30)
+    sweep, tables, curves = sweep_with_scores(tmp_path, {2: {"val_loss": list(base)}, 8: {"val_loss": list(base - 0.3)}})
+    (check,) = cheapest_checks(curves, tables, iters=2000)
+    assert check.best.value == 8 and check.significant
+    assert "diff -0.300" in str(check)  # printed on the metric's own scale: the loss fell
+
+
+def test_confounded_sweep_fails_the_gate_with_the_fix(tmp_path: Path) -> None:
+    runs = rank_sweep(tmp_path, (4, 8), train_samples={4: 100, 8: 352})
+    sweep = describe_sweep(runs, "lora_rank")
+    tables = {"r4": scores_table({"rougeL": [0.3, 0.4]}), "r8": scores_table({"rougeL": [0.5, 0.6]})}
+    curves = (curve_from_scores(sweep, tables, "rougeL", iters=1000),)
+    verdict = ablation_gate(AblationResult("lora_rank", curves, cheapest_checks(curves, tables, iters=1000), sweep, "s"))
+    assert not verdict.passed
+    assert "confounded: train_samples differs" in verdict.message and "retrain the runs" in verdict.message
+
+
+def test_csv_results_are_reported_untested(tmp_path: Path) -> None:
+    file = tmp_path / "ablation.csv"
+    file.write_text(SEED_CSV)
+    records = records_from_csv(file)
+    curves = (curve_from_records(records, "rank", "rouge_l"),)
+    (check,) = cheapest_checks(curves)
+    assert check.best.value == 16 and check.comparison is None
+    verdict = ablation_gate(AblationResult("lora_rank", curves, (check,), None, str(file)))
+    assert verdict.passed and "no per-sample scores: not tested" in verdict.message
+
+
+def test_the_committed_demo_rank_sweep_is_a_clean_experiment() -> None:
+    """fixtures/demo/sweep: four runs of train_adapter.py that differ in the rank (and alpha = 2r) only."""
+    dirs = sorted((DEMO / "sweep").glob("r*"))
+    sweep = describe_sweep([read_sweep_run(d) for d in dirs], "lora_rank")
+    assert sweep.values == (2, 4, 8, 16) and [run.label for run in sweep.runs] == ["r2", "r4", "r8", "r16"]
+    assert not sweep.confounds, sweep.confounds
+    assert sweep.notes == ("lora_alpha scales with rank: alpha = 2 × r in every run (4 (r2), 8 (r4), 16 (r8), "
+                           "32 (r16)), so the scaling alpha/r stays 2: a deliberate choice, not counted as a confound",)
+    run = sweep.runs[0]
+    assert run.epochs == 2.0 and run.train_samples == 96
+    assert run.target_modules == ("k_proj", "o_proj", "q_proj", "v_proj")

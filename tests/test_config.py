@@ -206,7 +206,7 @@ def test_unreadable_system_prompt_file(project: Path) -> None:
         pytest.param('batch_size = true\n', ["batch_size must be int, got True"], id="bool-for-int"),
         pytest.param('repetition_penalty = "1.1"\n', ["repetition_penalty must be float or int"], id="float-as-string"),
         pytest.param('max_new_tokens = 0\n', ["max_new_tokens must be at least 1, got 0"], id="zero-tokens"),
-        pytest.param('metrics = ["rougeL", "bleu"]\n', ["metrics has unknown metric 'bleu'", "known: rouge1"],
+        pytest.param('metrics = ["rougeL", "bleurt"]\n', ["metrics has unknown metric 'bleurt'", "known: rouge1"],
                      id="unknown-metric"),
         pytest.param('metrics = ["rouge1"]\n', ["primary_metric 'rougeL' is not among metrics ['rouge1']"],
                      id="primary-not-in-metrics"),
@@ -524,3 +524,65 @@ def test_training_keys(project: Path) -> None:
     assert config.training_state == project / "runs" and config.overfit_patience == 5
     assert load_config(tunegate_table(project)).training_state is None
     assert "overfit_patience must be at least 1" in config_error(tunegate_table(project, "overfit_patience = 0\n"))
+
+
+# --- the ablation table ------------------------------------------------------------------------
+
+
+def test_ablation_is_off_by_default(project: Path) -> None:
+    assert not load_config(tunegate_table(project)).ablation.enabled
+
+
+def test_ablation_adapters_globs_expand_sorted_and_deduplicated(project: Path) -> None:
+    for name in ("r16", "r2", "r8"):
+        make_adapter(project / "sweep" / name)
+    (project / "sweep" / "notes.txt").write_text("not a run")
+    table = '[tool.tunegate.ablation]\nvariable = "rank"\nadapters = ["sweep/r*", "sweep/r8"]\nmetrics = ["rougeL"]\n'
+    ablation = load_config(tunegate_table(project, table)).ablation
+    assert ablation.enabled and ablation.variable == "lora_rank"  # seed 000's name is accepted
+    assert [p.name for p in ablation.adapters] == ["r16", "r2", "r8"]  # the sweep orders by value later
+    assert ablation.metrics == ("rougeL",) and ablation.results_csv is None
+
+
+def test_ablation_results_csv(project: Path) -> None:
+    (project / "ablation.csv").write_text("variable,value,rougeL\nlora_rank,4,0.4\nlora_rank,8,0.5\n")
+    table = '[tool.tunegate.ablation]\nvariable = "lora_rank"\nresults_csv = "ablation.csv"\n'
+    ablation = load_config(tunegate_table(project, table)).ablation
+    assert ablation.results_csv == project / "ablation.csv" and ablation.adapters == ()
+
+
+def test_ablation_from_the_command_line(project: Path) -> None:
+    for name in ("a", "b"):
+        make_adapter(project / name)
+    value = parse_override(f'ablation={{variable = "epochs", adapters = ["{project / "a"}", "{project / "b"}"]}}')[1]
+    ablation = load_config(tunegate_table(project), {"ablation": value}).ablation
+    assert ablation.variable == "epochs" and len(ablation.adapters) == 2
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (['variable = "learning_rate"', 'adapters = ["x", "y"]'], "ablation.variable must be one of lora_rank"),
+        (['variable = "lora_rank"'], "set either adapters"),
+        (['variable = "lora_rank"', 'adapters = ["a", "b"]', 'results_csv = "c.csv"'], "not both"),
+        (['variable = "lora_rank"', 'adapters = ["runs/*"]'], "'runs/*' matches no directory"),
+        (['variable = "lora_rank"', 'adapters = ["a"]'], "a sweep needs at least 2"),
+        (['variable = "lora_rank"', 'adapters = ["a", "missing"]'], "ablation.adapters:"),
+        (['variable = "lora_rank"', 'adapters = ["a", "b"]', 'metrics = ["bleu"]'], "ablation.metrics has 'bleu'"),
+        (['variable = "lora_rank"', 'results_csv = "none.csv"'], "ablation.results_csv"),
+        (['variable = "lora_rank"', 'adapter = ["a", "b"]'], "Did you mean 'adapters'?"),
+    ],
+)
+def test_bad_ablation_values(project: Path, lines: list[str], expected: str) -> None:
+    for name in ("a", "b"):
+        make_adapter(project / name)
+    message = config_error(tunegate_table(project, "[tool.tunegate.ablation]\n" + "\n".join(lines) + "\n"))
+    assert expected in message
+
+
+def test_meteor_without_wordnet_is_a_config_error_with_the_reason(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tunegate.metrics
+
+    monkeypatch.setattr(tunegate.metrics, "meteor_available", lambda: (False, "no WordNet found in /nowhere."))
+    message = config_error(tunegate_table(project, 'metrics = ["rougeL", "meteor"]\nprimary_metric = "rougeL"\n'))
+    assert "metrics has 'meteor', which cannot run here. no WordNet found in /nowhere." in message

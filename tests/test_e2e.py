@@ -18,9 +18,9 @@ REPO = Path(__file__).resolve().parent.parent
 SLICE = 8
 # finetuned ROUGE-L and BERTScore floors, the sample pass rate, 4 metrics x 2 opponents of
 # significant gain, the fine-tune-or-not verdict, non-regression against baselines/, and the judge's
-# error budget per kind (reference, blind, pairwise), and the adapter's training curve.
-# test_pairwise is reported, not gated: a skip.
-GATES = 3 + 8 + 1 + 1 + 3 + 1
+# error budget per kind (reference, blind, pairwise), the adapter's training curve, and the rank
+# sweep (4 adapters on the one loaded base). test_pairwise is reported, not gated: a skip.
+GATES = 3 + 8 + 1 + 1 + 3 + 1 + 1
 
 pytestmark = pytest.mark.slow
 
@@ -74,6 +74,8 @@ def test_report_embeds_plots_and_per_mode_means(first_run: subprocess.CompletedP
     for mode in ("base", "prompt_eng", "finetuned"):
         assert f"test_sample[{mode}-" in html
     assert (workdir / "reports" / "metric_means.png").stat().st_size > 10_000
+    assert (workdir / "reports" / "ablation.png").stat().st_size > 10_000  # the rank sweep's curves
+    assert "PASS ablation[lora_rank]: 4 adapters on one loaded base, 8 samples each" in first_run.stdout
 
 
 def test_rerun_with_nothing_changed_generates_nothing(
@@ -83,6 +85,7 @@ def test_rerun_with_nothing_changed_generates_nothing(
     again = run_gate(workdir, report="again.html")
     assert again.returncode == 0, again.stdout[-3000:]
     assert "new answers: base 0, prompt_eng 0, finetuned 0" in again.stdout
+    assert "(0 new answers)" in again.stdout  # the sweep's answers are cached too
 
 
 def test_marker_selects_the_adapter_gate(first_run: subprocess.CompletedProcess[str], workdir: Path) -> None:

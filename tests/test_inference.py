@@ -190,3 +190,67 @@ def test_base_weights_switch_the_adapter_off_only_inside_the_block(
         plain = AutoModelForCausalLM.from_pretrained(demo_model_dir, dtype=torch.float32).eval()(input_ids=ids).logits
     assert torch.allclose(inside, plain, atol=1e-5)
     assert not torch.allclose(after, plain, atol=1e-3)
+
+
+# --- ablation adapters on the one loaded base ---------------------------------------------------
+
+
+def count_base_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every AutoModelForCausalLM.from_pretrained call (a base load) from here on."""
+    from transformers import AutoModelForCausalLM
+
+    calls: list[str] = []
+    original = AutoModelForCausalLM.from_pretrained.__func__
+
+    def counting(cls, *args, **kwargs):
+        calls.append(str(args[0]))
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(counting))
+    return calls
+
+
+def test_ablation_adapters_switch_on_the_one_loaded_base(
+    demo_model_dir: Path, random_adapter_dir: Path, second_adapter_dir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    loads = count_base_loads(monkeypatch)
+    shared = session(demo_model_dir, tmp_path / "shared", random_adapter_dir)
+    own = shared.generate(SAMPLES, "finetuned", progress=False)
+    other = shared.generate(SAMPLES, "finetuned", adapter_dir=second_adapter_dir, progress=False)
+    base = shared.generate(SAMPLES, "base", progress=False)
+    assert len(loads) == 1, "the ablation adapter must load onto the loaded base, not reload it"
+    assert shared.adapter_load_seconds > 0
+    # Each answer set equals what a session holding only that adapter generates.
+    alone = session(demo_model_dir, tmp_path / "alone", second_adapter_dir)
+    assert texts(other) == texts(alone.generate(SAMPLES, "finetuned", progress=False))
+    assert texts(other) != texts(own)
+    assert texts(base) == texts(session(demo_model_dir, tmp_path / "plain").generate(SAMPLES, "base", progress=False))
+    # After the ablation run the session's own adapter is active again.
+    ids = shared.tokenizer("Where is my order?", return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        now = shared._load()(input_ids=ids).logits
+        reference = session(demo_model_dir, tmp_path / "ref", random_adapter_dir)._load()(input_ids=ids).logits
+    assert torch.allclose(now, reference, atol=1e-5)
+
+
+def test_ablation_answers_are_cached_by_adapter_content(
+    demo_model_dir: Path, second_adapter_dir: Path, tmp_path: Path
+) -> None:
+    """A session without an adapter of its own takes ablation runs; a copied run reuses its answers."""
+    import shutil
+
+    bare = session(demo_model_dir, tmp_path / "cache")
+    first = bare.generate(SAMPLES[:2], "finetuned", adapter_dir=second_adapter_dir, progress=False)
+    base = bare.generate(SAMPLES[:2], "base", progress=False)  # the adapter is switched off for base
+    assert texts(base) == texts(session(demo_model_dir, tmp_path / "plain").generate(SAMPLES[:2], "base", progress=False))
+    copy = tmp_path / "elsewhere" / "run"
+    shutil.copytree(second_adapter_dir, copy)
+    again = session(demo_model_dir, tmp_path / "cache").generate(SAMPLES[:2], "finetuned", adapter_dir=copy, progress=False)
+    assert all(g.cached for g in again) and texts(again) == texts(first)
+    with pytest.raises(ValueError, match="adapter_dir is for the finetuned mode"):
+        bare.generate(SAMPLES[:1], "base", adapter_dir=copy)
+    with pytest.raises(AdapterError, match="finetuned mode needs an adapter"):
+        bare.generate(SAMPLES[:1], "finetuned")

@@ -429,3 +429,37 @@ def test_training_gate_skips_without_a_state_and_fails_clearly_on_a_broken_one(i
     assert broken.ret == pytest.ExitCode.TESTS_FAILED
     broken.stdout.fnmatch_lines(["*eval_strategy*"])
     assert "Traceback" not in broken.stdout.str()
+
+
+# --- the ablation gate --------------------------------------------------------------------------
+
+ABLATION_TEST = """
+def test_ablation_sweep(ablation_verdict):
+    assert ablation_verdict.passed, ablation_verdict.message
+"""
+
+
+def test_ablation_gate_from_a_results_csv_with_its_plot_in_the_report(inner: pytest.Pytester) -> None:
+    """Results computed elsewhere (seed 000's CSV) need no model: curves, best point, plot in the HTML."""
+    inner.makepyfile(test_inner_ablation=ABLATION_TEST)
+    (inner.path / "ablation.csv").write_text(
+        "variable,value,rougeL,ci_low_rougeL,ci_high_rougeL\nrank,4,0.40,0.35,0.45\nrank,8,0.46,0.41,0.51\n"
+        "rank,16,0.45,0.40,0.50\n", encoding="utf-8")
+    configure(inner, '[tool.tunegate.ablation]\nvariable = "rank"\nresults_csv = "ablation.csv"\n')
+    result = inner.runpytest("-q", "-p", "no:cacheprovider", "test_inner_ablation.py", "--html=report.html",
+                             "--report-dir=plots")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*PASS ablation[[]lora_rank]:*ROUGE-L best 0.460 at lora_rank = 8*not tested*",
+                                 "*tunegate: ablation along lora_rank*"])
+    assert (inner.path / "plots" / "ablation.png").stat().st_size > 10_000
+    assert "Ablation: LoRA rank r" in (inner.path / "report.html").read_text(encoding="utf-8")
+    selected = inner.runpytest("-m", "finetuned", "--collect-only", "-q", "test_inner_ablation.py")
+    assert collected_ids(selected) == ["test_ablation_sweep"]
+
+
+def test_ablation_gate_skips_when_no_sweep_is_configured(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_inner_ablation=ABLATION_TEST)
+    configure(inner)
+    result = inner.runpytest("-q", "-rs", "-p", "no:cacheprovider", "test_inner_ablation.py")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*no ablation configured*[[]tool.tunegate.ablation]*"])

@@ -51,3 +51,50 @@ def test_provenance_names_what_was_evaluated(gate_run: GateRun) -> None:
     assert gate_run.times.generated == {"finetuned": 2}
     gate_run.generations("base")
     assert gate_run.times.generated_text() == "base 2, finetuned 2"
+
+
+def lora_run(path: Path, model_dir: Path, rank: int, seed: int) -> Path:
+    """A real random LoRA (q/v, alpha = 2r) as a sweep run: only the rank differs between runs."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(path)
+    return path
+
+
+def test_ablation_scores_every_run_on_the_one_loaded_base(
+    tmp_path: Path, random_adapter_dir: Path, demo_model_dir: Path
+) -> None:
+    for rank, seed in ((2, 3), (4, 4)):
+        lora_run(tmp_path / "sweep" / f"r{rank}", demo_model_dir, rank, seed)
+    (tmp_path / "eval.jsonl").write_text(
+        "".join(f'{{"id": "s{i}", "prompt": "Where is order NW-{i}?", "reference": "Order NW-{i} ships today."}}\n'
+                for i in range(4)),
+        encoding="utf-8",
+    )
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "models").symlink_to(demo_model_dir.parent, target_is_directory=True)
+    (tmp_path / "pyproject.toml").write_text(
+        f'[tool.tunegate]\neval_set = "eval.jsonl"\nadapter = "{random_adapter_dir}"\ncache_dir = "cache"\n'
+        'max_new_tokens = 12\nmetrics = ["rouge1", "rougeL"]\nbootstrap_iters = 1000\n'
+        '[tool.tunegate.ablation]\nvariable = "lora_rank"\nadapters = ["sweep/r*"]\nmetrics = ["rougeL"]\n',
+        encoding="utf-8",
+    )
+    run = GateRun(load_config(tmp_path / "pyproject.toml"))
+    result = run.ablation(progress=False)
+    assert run.ablation() is result  # computed once per session
+    (curve,) = result.curves
+    assert curve.metric == "rougeL" and [p.value for p in curve.points] == [2, 4]
+    assert [p.label for p in curve.points] == ["r2", "r4"] and all(p.n == 4 for p in curve.points)
+    assert result.sweep is not None and not result.sweep.confounds
+    assert any("alpha = 2 × r" in note for note in result.sweep.notes)
+    assert result.generated == 8 and run.times.ablation_s > 0
+    assert run.session.load_seconds is not None and run.session.adapter_load_seconds > 0
+    # The session's own adapter is untouched by the sweep: finetuned answers are its own.
+    assert run.computed_generations() == {}
+    again = GateRun(load_config(tmp_path / "pyproject.toml")).ablation(progress=False)
+    assert again.generated == 0 and [p.mean for p in again.curves[0].points] == [p.mean for p in curve.points]

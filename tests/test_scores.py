@@ -51,6 +51,15 @@ def test_score_mode_rouge_gives_one_row_per_sample_and_metric(tmp_path: Path) ->
     assert not (tmp_path / "bertscore").exists()  # ROUGE alone touches no cache
 
 
+def test_score_mode_bleu_and_chrf_rows(tmp_path: Path) -> None:
+    table = score_mode(SAMPLES, [answer(s.id, a) for s, a in zip(SAMPLES, ANSWERS)], ["bleu", "chrf"], cache_dir=tmp_path)
+    value = table.set_index(["sample_id", "metric"])["value"]
+    assert len(table) == 2 * len(SAMPLES)
+    assert value["zh", "bleu"] == pytest.approx(1.0) and value["zh", "chrf"] == pytest.approx(1.0)  # per character
+    assert value["disjoint", "bleu"] < 0.05 and value["disjoint", "chrf"] < 0.2
+    assert 0 < value["partial", "chrf"] < 1
+
+
 def test_score_mode_keeps_only_the_requested_metrics_and_the_mode(tmp_path: Path) -> None:
     table = score_mode(SAMPLES[:2], [answer(s.id, "x", mode="prompt_eng") for s in SAMPLES[:2]], ["rougeL"],
                        cache_dir=tmp_path)

@@ -16,13 +16,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from tunegate.errors import ConfigError
+from tunegate.ablation.sweep import SEED_NAMES, VARIABLES, AblationConfig
+from tunegate.errors import ConfigError, TunegateError
 from tunegate.judge import BACKENDS, KINDS, STRUCTURED_OUTPUT, JudgeConfig
 from tunegate.inference import MODES, DecodingConfig
 from tunegate.models import DEMO_MODEL, check_adapter_dir
 
-METRICS = ("rouge1", "rouge2", "rougeL", "bertscore")
-DEFAULT_METRICS = METRICS
+METRICS = ("rouge1", "rouge2", "rougeL", "bertscore", "bleu", "chrf", "meteor")
+DEFAULT_METRICS = ("rouge1", "rouge2", "rougeL", "bertscore")  # each added metric is another gain gate to pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class GateConfig:
     # Training evidence (issue 6): the adapter's trainer_state.json (None: look beside the adapter).
     training_state: Path | None = None
     overfit_patience: int = 3
+    ablation: AblationConfig = field(default_factory=AblationConfig)
     report_dir: Path = Path("reports")
     cache_dir: Path = Path(".tunegate_cache")
     source: Path | None = None  # the file the values came from, for messages and the report
@@ -195,6 +197,8 @@ def load_config(
             values[target] = _read_prompt_file(_as_path(value, base, origin, key), origin, key)
         elif key in _PATH_KEYS:
             values[key] = _as_path(value, base, origin, key)
+        elif key == "ablation":
+            values[key] = _ablation_config(value, base, origin)
         elif key == "base_model" and value != DEMO_MODEL:
             values[key] = str(_as_path(value, base, origin, key))
         else:
@@ -353,6 +357,62 @@ def _judge_config(table: Mapping[str, Any], origin: str) -> JudgeConfig:
     return config
 
 
+_ABLATION_KEYS = ("variable", "adapters", "results_csv", "metrics")
+
+
+def _ablation_config(table: Any, base: Path, origin: str) -> AblationConfig:
+    """[tool.tunegate.ablation] into an AblationConfig: adapter paths (globs expanded) or a results CSV."""
+    where = f"{origin}: ablation"
+    example = ('e.g. [tool.tunegate.ablation] variable = "lora_rank", adapters = ["runs/r4", "runs/r8", "runs/r16"] '
+               '(globs such as "runs/r*" work)')
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table, {example}.")
+    for key in table:
+        if key not in _ABLATION_KEYS:
+            close = difflib.get_close_matches(key, _ABLATION_KEYS, n=1)
+            hint = f"Did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{where}.{key}: unknown key. {hint}Known keys: {', '.join(_ABLATION_KEYS)}.")
+    variable = table.get("variable")
+    if not isinstance(variable, str) or SEED_NAMES.get(variable, variable) not in VARIABLES:
+        raise ConfigError(f"{where}.variable must be one of {', '.join(VARIABLES)}, got {variable!r}; {example}.")
+    adapters, csv = table.get("adapters"), table.get("results_csv")
+    if (adapters is None) == (csv is None):
+        raise ConfigError(f"{where}: set either adapters (runs to evaluate here) or results_csv (results computed "
+                          f"elsewhere), not {'both' if adapters is not None else 'neither'}; {example}.")
+    metrics = table.get("metrics", [])
+    if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+        raise ConfigError(f'{where}.metrics must be a list of metric names, e.g. ["rougeL", "bertscore"], got {metrics!r}.')
+    if csv is not None:
+        path = _as_path(csv, base, origin, "ablation.results_csv")
+        if not path.is_file():
+            raise ConfigError(f"{where}.results_csv {str(path)!r} does not exist. Point it at the CSV of results "
+                              "(columns variable, value and one per metric).")
+        return AblationConfig(SEED_NAMES.get(variable, variable), (), path, tuple(metrics))
+    if isinstance(adapters, str):
+        adapters = [adapters]
+    if not isinstance(adapters, list) or not all(isinstance(a, str) for a in adapters):
+        raise ConfigError(f"{where}.adapters must be a list of adapter directories, got {adapters!r}; {example}.")
+    paths: list[Path] = []
+    for entry in adapters:
+        if any(char in entry for char in "*?["):
+            matched = sorted(p.resolve() for p in (base.glob(entry) if not Path(entry).is_absolute()
+                                                   else Path("/").glob(entry.lstrip("/"))) if p.is_dir())
+            if not matched:
+                raise ConfigError(f"{where}.adapters: {entry!r} matches no directory under {base}. Fix the pattern.")
+            paths += matched
+        else:
+            paths.append(_as_path(entry, base, origin, "ablation.adapters"))
+    paths = list(dict.fromkeys(paths))
+    if len(paths) < 2:
+        raise ConfigError(f"{where}.adapters names {len(paths)} run; a sweep needs at least 2; {example}.")
+    for path in paths:
+        try:
+            check_adapter_dir(path)
+        except TunegateError as error:
+            raise ConfigError(f"{where}.adapters: {error}") from None
+    return AblationConfig(SEED_NAMES.get(variable, variable), tuple(paths), None, tuple(metrics))
+
+
 def _metric_numbers(key: str, table: Mapping[str, Any], origin: str) -> Mapping[str, float]:
     """A `metric = number` table such as [tool.tunegate.min_gain]; numbers must be finite and >= 0."""
     result = {}
@@ -381,6 +441,12 @@ def _check_consistency(config: GateConfig, where: str) -> None:
     for metric in config.metrics:
         if metric not in METRICS:
             raise ConfigError(f"{where}: metrics has unknown metric {metric!r}; known: {', '.join(METRICS)}.")
+    if "meteor" in config.metrics:
+        from tunegate.metrics import meteor_available  # imports nltk (~1 s), only when asked for
+
+        available, reason = meteor_available()
+        if not available:
+            raise ConfigError(f"{where}: metrics has 'meteor', which cannot run here. {reason}")
     if config.primary_metric not in config.metrics:
         raise ConfigError(
             f"{where}: primary_metric {config.primary_metric!r} is not among metrics {list(config.metrics)}."
@@ -423,6 +489,14 @@ def _check_consistency(config: GateConfig, where: str) -> None:
             'Use "demo" for the embedded SmolLM2-135M-Instruct, or a directory written by save_pretrained; '
             "hub ids are never downloaded at run time."
         )
+    ablation = config.ablation
+    if ablation.adapters:
+        for metric in ablation.metrics:
+            if metric not in config.metrics:
+                raise ConfigError(
+                    f"{where}: ablation.metrics has {metric!r}; ablation runs are scored with the configured metrics "
+                    f"{list(config.metrics)} (the judge is not run on them)."
+                )
     if config.bertscore_model is not None and not (config.bertscore_model / "config.json").is_file():
         raise ConfigError(
             f"{where}: bertscore_model {str(config.bertscore_model)!r} is not a local model directory "

@@ -4,6 +4,9 @@
     prompt_eng  adapter disabled, the engineered system prompt           (same weights as base)
     finetuned   adapter enabled,  the system prompt the adapter was trained with
 
+An ablation's adapters (`generate(..., adapter_dir=...)`) load onto the same base as further
+named peft adapters and are switched in with `set_adapter`: one base load for any number of runs.
+
 The base weights load once per session and only on a cache miss: a rerun with nothing changed
 tokenises prompts (to key the cache) and loads no model. Each cache key covers the base model's
 content hash, the adapter's content hash (finetuned only), the mode, the fully rendered chat
@@ -117,7 +120,10 @@ class ModelSession:
         self._model: Any = None
         self._base_identity: ModelIdentity | None = None
         self._adapter_identity: ModelIdentity | None = None
+        self._extra_identities: dict[Path, ModelIdentity] = {}  # ablation adapters, by resolved directory
+        self._loaded_adapters: dict[str, str] = {}  # adapter content hash -> its peft adapter name
         self.load_seconds: float | None = None
+        self.adapter_load_seconds = 0.0  # loading ablation adapters onto the already loaded base
 
     # -- identities and prompts (cheap: no model weights) ------------------------------------
 
@@ -174,11 +180,22 @@ class ModelSession:
         messages.append({"role": "user", "content": sample.prompt})
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def cache_key(self, rendered_prompt: str, mode: str) -> str:
+    def identity_of(self, adapter_dir: str | Path | None) -> ModelIdentity | None:
+        """The content identity of an adapter: the session's own (None), or an ablation run's directory."""
+        if adapter_dir is None:
+            return self.adapter_identity
+        resolved = Path(adapter_dir).resolve()
+        if resolved not in self._extra_identities:
+            self._extra_identities[resolved] = adapter_identity(resolved, self._hash_memo)
+        return self._extra_identities[resolved]
+
+    def cache_key(self, rendered_prompt: str, mode: str, adapter_dir: str | Path | None = None) -> str:
+        """Keyed by the adapter's content hash, not its path: a sweep run that equals the shipped
+        adapter, or a copy of it elsewhere, reuses the same answers."""
         import torch
         import transformers
 
-        adapter = self.adapter_identity if mode == "finetuned" else None
+        adapter = self.identity_of(adapter_dir) if mode == "finetuned" else None
         return fingerprint(
             "generation/v1",
             self.base_identity.sha256,
@@ -221,6 +238,7 @@ class ModelSession:
                     "Check that adapter_config.json's base_model_name_or_path is this base model "
                     "(same architecture and sizes) and that target_modules exist in it."
                 ) from error
+            self._loaded_adapters[self.adapter_identity.sha256] = _ADAPTER_NAME
         model.to(self.device)
         model.eval()
         self._model = model
@@ -238,9 +256,40 @@ class ModelSession:
         import torch
 
         model = self._load()
-        adapter_off = model.disable_adapter() if self.adapter_dir is not None else contextlib.nullcontext()
-        with torch.inference_mode(), adapter_off:
+        with torch.inference_mode(), _adapters_off(model):
             yield model
+
+    def _activate(self, adapter_dir: str | Path | None) -> Any:
+        """The loaded model with this adapter active (loaded onto the base on first use, never reloaded).
+
+        The session's own adapter is "finetuned"; an ablation adapter gets a name from its content
+        hash, so two directories holding the same weights share one copy.
+        """
+        model = self._load()
+        identity = self.identity_of(adapter_dir)
+        name = self._loaded_adapters.get(identity.sha256)
+        if name is None:
+            from peft import PeftModel
+
+            name = f"run-{identity.sha256[:12]}"
+            started = time.perf_counter()
+            try:
+                if isinstance(model, PeftModel):
+                    model.load_adapter(adapter_dir, adapter_name=name)
+                else:  # a session without its own adapter: the first ablation adapter wraps the base
+                    model = PeftModel.from_pretrained(model, adapter_dir, adapter_name=name)
+            except (OSError, ValueError, KeyError, RuntimeError) as error:
+                raise AdapterError(
+                    f"{adapter_dir}: the adapter does not load onto {self.base_model_dir}: {error}. Every run of "
+                    "an ablation must be trained on this base model (same architecture and sizes)."
+                ) from error
+            model.to(self.device)
+            model.eval()  # a freshly loaded adapter is in train mode: its dropout would change greedy answers
+            self._model = model
+            self._loaded_adapters[identity.sha256] = name
+            self.adapter_load_seconds += time.perf_counter() - started
+        model.set_adapter(name)
+        return model
 
     def _generation_config(self) -> Any:
         from transformers import GenerationConfig
@@ -260,21 +309,36 @@ class ModelSession:
 
     # -- generation -----------------------------------------------------------------------
 
-    def generate(self, samples: Sequence[Sample], mode: str, *, progress: bool = True) -> list[Generation]:
+    def generate(
+        self,
+        samples: Sequence[Sample],
+        mode: str,
+        *,
+        progress: bool = True,
+        adapter_dir: str | Path | None = None,
+        desc: str | None = None,
+    ) -> list[Generation]:
         """Answers for `samples` in `mode`, in the samples' order; cached ones are read, the rest generated.
 
         Misses are generated in batches sorted by prompt length (less padding), and each batch is
         written to the cache as soon as it finishes, so an interrupted run keeps its work.
+
+        Args:
+            adapter_dir: finetuned mode only: answer with this adapter instead of the session's own
+                (an ablation run), loaded onto the same base; None: the session's adapter.
+            desc: the progress bar's label (default "generate <mode>").
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if mode == "finetuned" and self.adapter_dir is None:
+        if adapter_dir is not None and mode != "finetuned":
+            raise ValueError(f"adapter_dir is for the finetuned mode; {mode} runs with the adapter off")
+        if mode == "finetuned" and self.adapter_dir is None and adapter_dir is None:
             raise AdapterError(
                 "The finetuned mode needs an adapter: set [tool.tunegate] adapter (or --adapter) to a PEFT "
                 "adapter directory, or deselect it with -m 'not finetuned'."
             )
         rendered = [self.render_prompt(sample, mode) for sample in samples]
-        keys = [self.cache_key(text, mode) for text in rendered]
+        keys = [self.cache_key(text, mode, adapter_dir) for text in rendered]
         found = self._cache.get_many(keys)
         results: dict[int, Generation] = {}
         for index, (sample, key) in enumerate(zip(samples, keys)):
@@ -282,27 +346,35 @@ class ModelSession:
                 results[index] = Generation(**{**found[key], "sample_id": sample.id, "mode": mode, "cached": True})
         missing = [i for i in range(len(samples)) if i not in results]
         if missing:
-            for index, generation in self._generate_missing(samples, rendered, keys, missing, mode, progress):
-                results[index] = generation
+            model = self._activate(adapter_dir) if mode == "finetuned" else self._load()
+            try:
+                for index, generation in self._generate_missing(
+                    model, samples, rendered, keys, missing, mode, progress, desc or f"generate {mode}"
+                ):
+                    results[index] = generation
+            finally:
+                if adapter_dir is not None and self.adapter_dir is not None:
+                    self._activate(None)  # the session's own adapter is active again, whatever happened
         return [results[i] for i in range(len(samples))]
 
     def _generate_missing(
         self,
+        model: Any,
         samples: Sequence[Sample],
         rendered: Sequence[str],
         keys: Sequence[str],
         missing: list[int],
         mode: str,
         progress: bool,
+        desc: str,
     ):
         from tqdm.auto import tqdm
 
-        model = self._load()
         tokenizer = self.tokenizer
         lengths = {i: len(tokenizer(rendered[i], add_special_tokens=False)["input_ids"]) for i in missing}
         order = sorted(missing, key=lambda i: -lengths[i])
         batch_size = max(1, self.decoding.batch_size)
-        with tqdm(total=len(order), desc=f"generate {mode}", unit="sample", disable=not progress) as bar:
+        with tqdm(total=len(order), desc=desc, unit="sample", disable=not progress) as bar:
             for start in range(0, len(order), batch_size):
                 batch = order[start : start + batch_size]
                 for index, generation in zip(batch, self._generate_batch(model, [rendered[i] for i in batch], mode)):
@@ -321,9 +393,9 @@ class ModelSession:
         # The chat template already wrote the BOS/special tokens; adding them again shifts the prompt.
         encoded = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         config = self._generation_config()
-        adapter_off = model.disable_adapter() if (self.adapter_dir is not None and mode != "finetuned") else None
+        adapters_off = _adapters_off(model) if mode != "finetuned" else contextlib.nullcontext()
         started = time.perf_counter()
-        with torch.inference_mode(), (adapter_off or contextlib.nullcontext()):
+        with torch.inference_mode(), adapters_off:
             output = model.generate(**encoded, generation_config=config)
         seconds = time.perf_counter() - started
         new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
@@ -345,6 +417,12 @@ class ModelSession:
                 )
             )
         return generations
+
+
+def _adapters_off(model: Any) -> contextlib.AbstractContextManager:
+    """Every adapter switched off for the block (the base weights alone); nothing to do on a bare model."""
+    disable = getattr(model, "disable_adapter", None)
+    return disable() if disable is not None and getattr(model, "peft_config", None) else contextlib.nullcontext()
 
 
 def _eos_token_ids(model: Any, tokenizer: Any) -> list[int]:

@@ -1,8 +1,8 @@
-"""Per-sample reference metrics: ROUGE-1/2/L and BERTScore F1.
+"""Per-sample reference metrics: ROUGE-1/2/L, BLEU, chrF, METEOR and BERTScore F1, all in [0, 1].
 
 Pure functions of (prediction, reference) pairs: no caching of scores here (the caller caches
-by content hash). The one thing kept between calls is the loaded BERTScore model, because
-loading it costs far more than scoring a typical eval set.
+by content hash). The things kept between calls are the loaded BERTScore model and WordNet,
+because loading them costs far more than scoring a typical eval set.
 """
 
 from __future__ import annotations
@@ -101,6 +101,202 @@ def rouge_scores(
         for name in ROUGE_METRICS:
             result[name].append(float(scores[name].fmeasure))
     return result
+
+
+def _blank(text: str) -> bool:
+    return not text.strip()
+
+
+def bleu_scores(
+    predictions: Sequence[str], references: Sequence[str], langs: Sequence[str]
+) -> list[float]:
+    """Sentence BLEU per sample (sacreBLEU), in [0, 1]; an empty prediction or reference scores 0.
+
+    Tokenizer: sacreBLEU's ``zh`` (one token per CJK character, 13a for the rest) where
+    ``langs[i]`` is Chinese, its standard ``13a`` elsewhere; case-sensitive. Sentence BLEU needs
+    smoothing: a short answer often shares no 3- or 4-gram with its reference, and the plain
+    geometric mean is then 0 however much else matches. We use sacreBLEU's sentence defaults:
+    ``exp`` smoothing (Chen & Cherry 2014, method 3, as NIST mteval-v13a: the k-th order without
+    a match counts 1 / (2^k * n-grams of that order)) and effective order (orders longer than the
+    answer are left out, so a right 2-word answer can reach 1.0). sacreBLEU signature:
+    ``nrefs:1|case:mixed|eff:yes|tok:13a|smooth:exp`` (``tok:zh`` for Chinese).
+
+    Raises:
+        MetricError: the three sequences differ in length or hold a non-string.
+    """
+    _check_inputs(predictions=predictions, references=references, langs=langs)
+    scorers = _bleu_scorers()
+    scores = []
+    for prediction, reference, lang in zip(predictions, references, langs):
+        if _blank(prediction) or _blank(reference):
+            scores.append(0.0)
+            continue
+        score = scorers[_is_zh(lang)].sentence_score(prediction, [reference]).score
+        scores.append(min(score / 100.0, 1.0))  # 100.00000000000004 happens
+    return scores
+
+
+def _bleu_scorers() -> dict[bool, Any]:
+    """Sentence-BLEU scorers keyed by "is Chinese"; built per call, they are cheap."""
+    from sacrebleu.metrics import BLEU
+
+    return {zh: BLEU(tokenize="zh" if zh else "13a", smooth_method="exp", effective_order=True)
+            for zh in (False, True)}
+
+
+def corpus_bleu(predictions: Sequence[str], references: Sequence[str], langs: Sequence[str]) -> float:
+    """Corpus BLEU of one mode's answers, in [0, 1]: n-gram counts summed over samples, then one score.
+
+    This is BLEU as defined (Papineni et al. 2002) and as papers report it; the mean of the
+    per-sample `bleu_scores` in the score table is a different, lower number. Each sample is
+    tokenized for its own language as in `bleu_scores`; smoothing ``exp`` without effective
+    order, sacreBLEU's corpus default, so a one-language set gives ``sacrebleu.corpus_bleu``/100.
+
+    Raises:
+        MetricError: no samples, or misaligned inputs.
+    """
+    from sacrebleu.metrics import BLEU
+
+    if _check_inputs(predictions=predictions, references=references, langs=langs) == 0:
+        raise MetricError("corpus_bleu got no answers; pass at least one (prediction, reference) pair.")
+    scorers = _bleu_scorers()  # for the n-gram counts only, which smoothing and order do not change
+    stats = [scorers[_is_zh(lang)].sentence_score(prediction, [reference])
+             for prediction, reference, lang in zip(predictions, references, langs)]
+    score = BLEU.compute_bleu(
+        [sum(column) for column in zip(*(s.counts for s in stats))],
+        [sum(column) for column in zip(*(s.totals for s in stats))],
+        sum(s.sys_len for s in stats), sum(s.ref_len for s in stats), smooth_method="exp", effective_order=False,
+    )
+    return min(score.score / 100.0, 1.0)
+
+
+def chrf_scores(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
+    """Sentence chrF per sample (sacreBLEU), in [0, 1]; an empty prediction or reference scores 0.
+
+    chrF (Popović 2015) is the F-score (beta 2: recall counts twice) of character 1- to 6-grams
+    averaged over orders, whitespace removed first. It needs no tokenizer, so one definition
+    serves Chinese (each character a unit) and English (partial credit for "refunded" vs
+    "refund"). Word n-grams (chrF++) stay off: they split on whitespace, which Chinese lacks.
+    A sentence needs no smoothing beyond sacreBLEU's effective order: n-gram orders longer
+    than either text are left out of the average. Signature ``nc:6|nw:0|space:no|eff:yes``.
+
+    Raises:
+        MetricError: the sequences differ in length or hold a non-string.
+    """
+    from sacrebleu.metrics import CHRF
+
+    _check_inputs(predictions=predictions, references=references)
+    scorer = CHRF()
+    return [
+        0.0 if _blank(prediction) or _blank(reference)
+        else min(scorer.sentence_score(prediction, [reference]).score / 100.0, 1.0)
+        for prediction, reference in zip(predictions, references)
+    ]
+
+
+def corpus_chrf(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Corpus chrF of one mode's answers, in [0, 1]: character n-gram counts summed, then one F-score.
+
+    Raises:
+        MetricError: no samples, or misaligned inputs.
+    """
+    from sacrebleu.metrics import CHRF
+
+    if _check_inputs(predictions=predictions, references=references) == 0:
+        raise MetricError("corpus_chrf got no answers; pass at least one (prediction, reference) pair.")
+    return min(CHRF().corpus_score(list(predictions), [list(references)]).score / 100.0, 1.0)
+
+
+_WORDNET = "corpora/wordnet"
+_WORDNET_FILES = ("lexnames", "index.noun", "data.noun", "index.sense")  # what nltk's reader opens on load
+_WORDNET_FIX = (
+    "No PyPI package ships WordNet for nltk, and tunegate never downloads at run time. Where a "
+    "network is allowed, run `python -m nltk.downloader -d ~/nltk_data wordnet` once (or unpack "
+    "NLTK's wordnet.zip into DIR/corpora/ and set NLTK_DATA=DIR), or remove \"meteor\" from metrics."
+)
+_METEOR_WORD_RE = re.compile(r"\w+(?:['’]\w+)*")
+
+
+def meteor_available() -> tuple[bool, str]:
+    """Whether METEOR can run here: ``(True, where WordNet is)`` or ``(False, why not, and the fix)``.
+
+    METEOR's synonym stage needs NLTK's WordNet data in a local NLTK data directory (those of
+    ``nltk.data.path``, including ``NLTK_DATA`` and ``~/nltk_data``). Looks, never downloads.
+    """
+    try:
+        import nltk.data
+    except ImportError:
+        return False, "METEOR needs nltk, which is not installed. Run `pip install nltk`."
+    try:
+        root = nltk.data.find(_WORDNET)
+    except LookupError:
+        searched = ", ".join(str(path) for path in nltk.data.path)
+        return False, f"METEOR needs NLTK's WordNet ({_WORDNET}), found in none of {searched}. {_WORDNET_FIX}"
+    missing = []
+    for name in _WORDNET_FILES:
+        try:
+            root.join(name)
+        except (OSError, KeyError):
+            missing.append(name)
+    if missing:
+        return False, f"METEOR needs NLTK's WordNet, and {root} lacks {', '.join(missing)}. {_WORDNET_FIX}"
+    return True, f"WordNet at {root}"
+
+
+@functools.lru_cache(maxsize=1)
+def _load_wordnet() -> Any:
+    """NLTK's WordNet reader, loaded once per process (it reads ~30 MB of index files)."""
+    import warnings
+
+    import nltk.data
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    root = nltk.data.find(_WORDNET)
+    try:
+        with warnings.catch_warnings():  # "multilingual functions are not available": METEOR needs none
+            warnings.simplefilter("ignore", UserWarning)
+            return WordNetCorpusReader(root, None)
+    except (OSError, ValueError, AssertionError) as exc:
+        raise MetricError(f"WordNet at {root} cannot be read ({exc}). {_WORDNET_FIX}") from exc
+
+
+def _meteor_tokens(text: str, zh: bool) -> list[str]:
+    if zh:
+        return ChineseCharTokenizer().tokenize(text)
+    return _METEOR_WORD_RE.findall(unicodedata.normalize("NFKC", text).lower())
+
+
+def meteor_scores(
+    predictions: Sequence[str], references: Sequence[str], langs: Sequence[str], *, wordnet: Any = None
+) -> list[float]:
+    """METEOR per sample (nltk; Lavie & Agarwal 2007: alpha 0.9, beta 3, gamma 0.5), in [0, 1].
+
+    Unigrams align in three stages, exact, Porter stem, WordNet synonym; the score is a
+    recall-weighted F-mean times a fragmentation penalty. Tokens are lowercase words with
+    punctuation dropped; for Chinese, ChineseCharTokenizer's characters, which the stemmer and
+    the English WordNet leave alone, so there only exact characters match. An empty prediction
+    or reference scores 0.
+
+    Args:
+        wordnet: a WordNet reader (anything with nltk's ``synsets(word)``); default: NLTK's
+            WordNet from a local NLTK data directory, never downloaded.
+
+    Raises:
+        MetricError: no WordNet here (the message says why and the fix), or misaligned inputs.
+    """
+    from nltk.translate.meteor_score import single_meteor_score
+
+    _check_inputs(predictions=predictions, references=references, langs=langs)
+    if wordnet is None:
+        available, reason = meteor_available()
+        if not available:
+            raise MetricError(reason)
+        wordnet = _load_wordnet()
+    scores = []
+    for prediction, reference, lang in zip(predictions, references, langs):
+        hypothesis, target = _meteor_tokens(prediction, _is_zh(lang)), _meteor_tokens(reference, _is_zh(lang))
+        scores.append(float(single_meteor_score(target, hypothesis, wordnet=wordnet)) if hypothesis and target else 0.0)
+    return scores
 
 
 def default_bertscore_model() -> Path:

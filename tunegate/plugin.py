@@ -209,7 +209,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 # Gates about the adapter whatever their parameters: `-m finetuned` must select them.
-_ADAPTER_FIXTURES = {"gain_case", "adapter_verdict", "baseline_snapshot", "pairwise_verdict", "training_verdict"}
+_ADAPTER_FIXTURES = {"gain_case", "adapter_verdict", "baseline_snapshot", "pairwise_verdict", "training_verdict",
+                     "ablation_verdict"}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -368,6 +369,23 @@ def training_verdict(request: pytest.FixtureRequest, gate_run: GateRun) -> GateR
     return verdict
 
 
+@pytest.fixture
+def ablation_verdict(request: pytest.FixtureRequest, gate_run: GateRun) -> GateResult:
+    """The configured sweep on the session's one loaded base: curves for the report, confounds fail."""
+    if not gate_run.config.ablation.enabled:
+        pytest.skip("no ablation configured: add [tool.tunegate.ablation] with variable and adapters (or results_csv)")
+    from tunegate.ablation import ablation_gate
+
+    try:
+        with _progress_visible(request.config):
+            result = gate_run.ablation()
+    except TunegateError as error:
+        pytest.fail(str(error), pytrace=False)
+    verdict = ablation_gate(result)
+    request.config.stash[GATES_KEY].append(verdict)
+    return verdict
+
+
 def _refuse_partial_baseline(config: pytest.Config, gate_run: GateRun) -> None:
     """--snapshot-update on an --eval-limit slice would silently shrink the accepted baseline."""
     limit = gate_run.config.limit
@@ -460,10 +478,19 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(judge_usage_frame(usage(judge_requests, judge_replies), run.config.judge).to_string(index=False))
         if run.computed_pairwise() is not None:
             terminalreporter.write_line(f"pairwise: {run.computed_pairwise().summary()}")
+    ablation = run.computed_ablation()
+    if ablation is not None:
+        terminalreporter.write_sep("-", f"tunegate: ablation along {ablation.variable}")
+        for curve in ablation.curves:
+            terminalreporter.write_line(f"{curve.metric}: " + ", ".join(
+                f"{point.label or ''} {point}".strip() for point in curve.points))
+        for line in (ablation.sweep.warnings if ablation.sweep else ()):
+            terminalreporter.write_line(f"note: {line}")
     times = run.times
     terminalreporter.write_line(
         f"model cache {times.model_cache_s:.1f}s · generation {times.generation_s:.1f}s "
         f"(new answers: {times.generated_text()}) · scoring {times.scoring_s:.1f}s · judge {times.judge_s:.1f}s"
+        + (f" · ablation {times.ablation_s:.1f}s ({ablation.generated} new answers)" if ablation is not None else "")
     )
 
 
@@ -509,6 +536,15 @@ class _HtmlReport:
             plots[title] = figure_png(loss_curve_figure(training.curve, training.divergence))
             run.config.report_dir.mkdir(parents=True, exist_ok=True)
             (run.config.report_dir / "training_loss.png").write_bytes(plots[title])
+        ablation = run.computed_ablation()
+        if ablation is not None and ablation.curves:
+            from tunegate.ablation import ablation_figure
+            from tunegate.ablation.sweep import VARIABLES
+
+            title = f"Ablation: {VARIABLES.get(ablation.variable, ablation.variable)} ({ablation.source})"
+            plots[title] = figure_png(ablation_figure(ablation.curves, ablation.variable))
+            run.config.report_dir.mkdir(parents=True, exist_ok=True)
+            (run.config.report_dir / "ablation.png").write_bytes(plots[title])
         times = run.times
         timings = {
             "demo model cache": f"{times.model_cache_s:.1f} s",
@@ -516,6 +552,8 @@ class _HtmlReport:
             "scoring": f"{times.scoring_s:.1f} s",
             "judge": f"{times.judge_s:.1f} s",
         }
+        if ablation is not None:
+            timings["ablation"] = f"{times.ablation_s:.1f} s (new answers: {ablation.generated})"
         judge_block = None
         judge_requests, judge_replies = run.judge_records()
         if judge_requests:

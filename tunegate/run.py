@@ -16,6 +16,17 @@ from typing import Any
 
 import pandas as pd
 
+from tunegate.ablation import (
+    AblationResult,
+    cheapest_checks,
+    curve_from_records,
+    curve_from_scores,
+    describe_sweep,
+    metric_columns,
+    read_sweep_run,
+    records_from_csv,
+    run_labels,
+)
 from tunegate.baseline import baseline_payload
 from tunegate.config import GateConfig
 from tunegate.data import Sample, eval_set_sha256, load_eval_set
@@ -31,7 +42,7 @@ from tunegate.judge import (
     run_judge,
     score_rows,
 )
-from tunegate.errors import TrainingStateError
+from tunegate.errors import AblationError, TrainingStateError
 from tunegate.judge_backends import make_judge_backend
 from tunegate.overfitting import (
     CheckpointVerdict,
@@ -53,6 +64,7 @@ class PhaseTimes:
     generation_s: float = 0.0
     scoring_s: float = 0.0
     judge_s: float = 0.0
+    ablation_s: float = 0.0  # the sweep's generation and scoring (on the same loaded base)
     generated: dict[str, int] = field(default_factory=dict)  # fresh generations per mode (0: all cached)
 
     def generated_text(self) -> str:
@@ -87,6 +99,7 @@ class GateRun:
         self._judged: dict[tuple[str, str], tuple[list[JudgeRequest], list[JudgeReply]]] = {}
         self._pairwise: PairwiseResult | None = None
         self._training: TrainingEvidence | None = None
+        self._ablation: AblationResult | None = None
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -203,6 +216,56 @@ class GateRun:
             self._training = TrainingEvidence(curve, divergence, shipped_checkpoint_verdict(curve, divergence))
         return self._training
 
+    def ablation(self, *, progress: bool = True) -> AblationResult:
+        """The configured sweep evaluated: every adapter's answers from the session's one loaded base
+        (each loaded onto it once and switched in), scored with the same metrics on the same samples;
+        or the curves of a results CSV. One curve per metric, and the best-vs-smallest tests."""
+        if self._ablation is None:
+            ablation = self.config.ablation
+            if not ablation.enabled:
+                raise AblationError("no ablation configured: add [tool.tunegate.ablation] with variable and adapters.")
+            config = self.config
+            started = time.perf_counter()
+            if ablation.results_csv is not None:
+                records = records_from_csv(ablation.results_csv)
+                metrics = ablation.metrics or metric_columns(records)
+                curves = tuple(curve_from_records(records, ablation.variable, m) for m in metrics)
+                checks = cheapest_checks(curves)
+                self._ablation = AblationResult(ablation.variable, curves, checks, None, str(ablation.results_csv),
+                                                time.perf_counter() - started)
+                return self._ablation
+            labels = run_labels(ablation.adapters)
+            sweep = describe_sweep([read_sweep_run(d, label=l) for d, l in zip(ablation.adapters, labels)],
+                                   ablation.variable)
+            metrics = ablation.metrics or config.metrics
+            tables: dict[str, pd.DataFrame] = {}
+            fresh = 0
+            for run in sweep.runs:
+                answers = self.session.generate(self.samples, "finetuned", adapter_dir=run.adapter_dir,
+                                                progress=progress, desc=f"generate {run.label}")
+                fresh += sum(not g.cached for g in answers)
+                tables[run.label] = score_mode(self.samples, answers, metrics, cache_dir=config.cache_dir,
+                                               bertscore_model=config.bertscore_model)
+            curves = tuple(curve_from_scores(sweep, tables, m, iters=config.bootstrap_iters, seed=config.seed)
+                           for m in metrics)
+            checks = cheapest_checks(curves, tables, alpha=config.alpha, iters=config.bootstrap_iters, seed=config.seed)
+            seconds = time.perf_counter() - started
+            self.times.ablation_s += seconds
+            source = f"{len(sweep.runs)} adapters on one loaded base, {len(self.samples)} samples each"
+            self._ablation = AblationResult(ablation.variable, curves, checks, sweep, source, seconds, fresh)
+        return self._ablation
+
+    def _ablation_text(self) -> str | None:
+        ablation = self.config.ablation
+        if not ablation.enabled:
+            return None
+        if ablation.results_csv is not None:
+            return f"{ablation.variable} from {ablation.results_csv}"
+        return f"{ablation.variable}: {', '.join(run_labels(ablation.adapters))}"
+
+    def computed_ablation(self) -> AblationResult | None:
+        return self._ablation
+
     def computed_training(self) -> TrainingEvidence | None:
         return self._training
 
@@ -285,6 +348,7 @@ class GateRun:
             "judge": (f"{self.config.judge.backend}: {self.config.judge.model} ({', '.join(self.config.judge.kinds)})"
                       if self.config.judge.enabled else None),
             "training_state": str(training_state) if (training_state := self.training_state_path()) else None,
+            "ablation": self._ablation_text(),
             "tunegate": __version__,
             "torch": torch.__version__,
             "transformers": transformers.__version__,

@@ -15,12 +15,22 @@ import pandas as pd
 from tunegate.cache import DiskCache, fingerprint
 from tunegate.data import Sample
 from tunegate.inference import Generation
-from tunegate.metrics import ROUGE_METRICS, bertscore_f1, default_bertscore_model, default_num_layers, rouge_scores
+from tunegate.metrics import (
+    ROUGE_METRICS,
+    bertscore_f1,
+    bleu_scores,
+    chrf_scores,
+    default_bertscore_model,
+    default_num_layers,
+    meteor_scores,
+    rouge_scores,
+)
 from tunegate.models import model_identity
 
 COLUMNS = ["sample_id", "mode", "metric", "value"]
 METRIC_LABELS = {
     "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "bertscore": "BERTScore F1",
+    "bleu": "BLEU", "chrf": "chrF", "meteor": "METEOR",
     **{f"{prefix}_{d}": f"{title} {d}" for prefix, title in (("judge", "Judge"), ("blind", "Blind judge"))
        for d in ("accuracy", "completeness", "conciseness", "overall")},
 }
@@ -63,6 +73,13 @@ def score_mode(
     if rouge_wanted:
         rouge = rouge_scores(predictions, references, [s.lang for s in samples])
         per_metric.update({m: rouge[m] for m in rouge_wanted})
+    langs = [s.lang for s in samples]
+    if "bleu" in metrics:
+        per_metric["bleu"] = bleu_scores(predictions, references, langs)
+    if "chrf" in metrics:
+        per_metric["chrf"] = chrf_scores(predictions, references)
+    if "meteor" in metrics:
+        per_metric["meteor"] = meteor_scores(predictions, references, langs)
     if "bertscore" in metrics:
         per_metric["bertscore"] = cached_bertscore(predictions, references, cache_dir, bertscore_model)
     rows = [

@@ -36,6 +36,24 @@ _CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
 
 
 @dataclass(frozen=True, slots=True)
+class AblationConfig:
+    """`[tool.tunegate.ablation]`: the runs of one sweep (or a results CSV) and what to score them on.
+
+    Exactly one source: `adapters` (every run is generated on the session's one loaded base and
+    scored like the finetuned mode) or `results_csv` (seed 000's table of results computed elsewhere).
+    """
+
+    variable: str | None = None  # None: no ablation configured
+    adapters: tuple[Path, ...] = ()
+    results_csv: Path | None = None
+    metrics: tuple[str, ...] = ()  # () : the run's configured metrics (adapters) or every CSV metric column
+
+    @property
+    def enabled(self) -> bool:
+        return self.variable is not None
+
+
+@dataclass(frozen=True, slots=True)
 class SweepRun:
     """One trained adapter and the settings an ablation compares; None where the run did not record one."""
 
@@ -130,6 +148,21 @@ def read_sweep_run(adapter_dir: str | Path, *, label: str | None = None) -> Swee
         epochs=_epochs(adapter_dir),
         train_samples=_train_samples(adapter_dir),
     )
+
+
+def run_labels(adapter_dirs: Iterable[str | Path]) -> tuple[str, ...]:
+    """A short, unique name per run: the folder's name, or as many parent folders as make it unique.
+
+    Sweeps are often laid out as runs/r8/adapter, runs/r16/adapter: the last part alone would
+    repeat, "r8/adapter" does not.
+    """
+    parts = [Path(d).resolve().parts for d in adapter_dirs]
+    depth = 1
+    while True:
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels) or depth >= max((len(p) for p in parts), default=1):
+            return tuple(labels)
+        depth += 1
 
 
 def describe_sweep(runs: Iterable[SweepRun], variable: str) -> Sweep:
