@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.tunegate-setup
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo-model demo test clean-cache
+.PHONY: setup browser demo-model demo test clean-cache
 
 setup: $(STAMP)
 
@@ -23,7 +23,15 @@ $(STAMP): pyproject.toml Makefile
 	@if [ -n "$(TORCH)" ]; then $(BIN)/python -m pip install --quiet "$(TORCH)"; fi
 	$(BIN)/python -m pip install --quiet -e .
 	$(BIN)/python -m pip install --quiet --no-deps $(WHEELS)
+	@$(MAKE) --no-print-directory browser
 	@touch $(STAMP)
+
+# Headless Chromium (Debian package) for tests/test_report_browser.py; without it that test skips.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get install -y -q chromium >/dev/null 2>&1 || echo "note: apt-get install chromium failed; the report's browser test will skip"; \
+	else echo "note: no chromium on PATH; the report's browser test will skip (Debian: sudo apt-get install chromium)"; fi
 
 demo-model: setup
 	$(BIN)/python -m tunegate demo-model

@@ -540,7 +540,7 @@ def test_ablation_adapters_globs_expand_sorted_and_deduplicated(project: Path) -
     table = '[tool.tunegate.ablation]\nvariable = "rank"\nadapters = ["sweep/r*", "sweep/r8"]\nmetrics = ["rougeL"]\n'
     ablation = load_config(tunegate_table(project, table)).ablation
     assert ablation.enabled and ablation.variable == "lora_rank"  # seed 000's name is accepted
-    assert [p.name for p in ablation.adapters] == ["r16", "r2", "r8"]  # the sweep orders by value later
+    assert [p.name for p in ablation.adapters] == ["r2", "r8", "r16"]  # digits compare as numbers
     assert ablation.metrics == ("rougeL",) and ablation.results_csv is None
 
 

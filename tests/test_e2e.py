@@ -7,6 +7,7 @@ code, the HTML report, the cached rerun and `-m finetuned` selection.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -76,6 +77,14 @@ def test_report_embeds_plots_and_per_mode_means(first_run: subprocess.CompletedP
     assert (workdir / "reports" / "metric_means.png").stat().st_size > 10_000
     assert (workdir / "reports" / "ablation.png").stat().st_size > 10_000  # the rank sweep's curves
     assert "PASS ablation[lora_rank]: 4 adapters on one loaded base, 8 samples each" in first_run.stdout
+    # The machine-readable twin: same verdicts, written with or without pytest-html.
+    results = json.loads((workdir / "reports" / "results.json").read_text(encoding="utf-8"))
+    assert results["schema_version"] == 1 and results["passed"] is True
+    assert results["gate_counts"] == {"failed": 0, "passed": GATES, "total": GATES}
+    assert results["session"]["exit_status"] == 0
+    assert {plot["file"] for plot in results["plots"]} >= {"metric_means.png", "paired_difference.png", "ablation.png"}
+    summary = (workdir / "reports" / "summary.md").read_text(encoding="utf-8")
+    assert summary.startswith("# tunegate release gate: PASS") and "(ablation.png)" in summary
 
 
 def test_rerun_with_nothing_changed_generates_nothing(

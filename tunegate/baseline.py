@@ -215,6 +215,7 @@ def baseline_extension(
 
     class TunegateBaseline(JSONSnapshotExtension):
         checks: list[BaselineCheck] = []
+        accepted_scores: list[dict[str, dict[str, float]]] = []  # the baseline's per-sample scores, for the report
 
         @classmethod
         def dirname(cls, *, test_location: Any) -> str:
@@ -241,14 +242,17 @@ def baseline_extension(
 
         def _check(self, serialized_data: Any, snapshot_data: Any) -> BaselineCheck:
             where = f"the baseline in {directory}"
-            return compare_to_baseline(
+            accepted = _parse(snapshot_data, where)
+            check = compare_to_baseline(
                 _parse(serialized_data, "the current run"),
-                _parse(snapshot_data, where),
+                accepted,
                 margins=margins,
                 alpha=alpha,
                 iters=iters,
                 seed=seed,
                 where=where,
             )
+            self.accepted_scores.append(_scores_of(accepted, where))
+            return check
 
     return TunegateBaseline

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -395,8 +396,8 @@ def _ablation_config(table: Any, base: Path, origin: str) -> AblationConfig:
     paths: list[Path] = []
     for entry in adapters:
         if any(char in entry for char in "*?["):
-            matched = sorted(p.resolve() for p in (base.glob(entry) if not Path(entry).is_absolute()
-                                                   else Path("/").glob(entry.lstrip("/"))) if p.is_dir())
+            found = base.glob(entry) if not Path(entry).is_absolute() else Path("/").glob(entry.lstrip("/"))
+            matched = sorted((p.resolve() for p in found if p.is_dir()), key=_natural)
             if not matched:
                 raise ConfigError(f"{where}.adapters: {entry!r} matches no directory under {base}. Fix the pattern.")
             paths += matched
@@ -411,6 +412,11 @@ def _ablation_config(table: Any, base: Path, origin: str) -> AblationConfig:
         except TunegateError as error:
             raise ConfigError(f"{where}.adapters: {error}") from None
     return AblationConfig(SEED_NAMES.get(variable, variable), tuple(paths), None, tuple(metrics))
+
+
+def _natural(path: Path) -> list[Any]:
+    """Sort key that puts r2 before r16: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 
 def _metric_numbers(key: str, table: Mapping[str, Any], origin: str) -> Mapping[str, float]:

@@ -276,7 +276,7 @@ class _Record:
         items = [] if value is None else [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not all(isinstance(v, str) and v.strip() for v in items):
             raise self.place.fail(f"{self.label(key)} must be a string or a list of non-blank "
-                                  f"strings, {_got(value)}", f'Write it as ["a", "b"] or "a".')
+                                  f"strings, {_got(value)}", 'Write it as ["a", "b"] or "a".')
         return tuple(items)
 
 

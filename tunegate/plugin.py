@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 
 from tunegate.config import GateConfig, load_config, parse_override, parse_threshold, read_table
@@ -30,13 +29,14 @@ from tunegate.gates import (
     sample_pass_rate_gate,
     threshold_gate,
 )
-from tunegate.inference import MODES
 from tunegate.run import GateRun
 
 RUN_KEY = pytest.StashKey["GateRun | None"]()
 GATES_KEY = pytest.StashKey[list[GateResult]]()
 EXTRAS_KEY = pytest.StashKey[list[dict[str, Any]]]()
 SCORES_KEY = pytest.StashKey[list[tuple[str, float]]]()
+BASELINE_KEY = pytest.StashKey[dict[str, dict[str, float]]]()  # the accepted baseline's scores, for the report
+ARTIFACTS_KEY = pytest.StashKey[Any]()  # tunegate.artifacts.ReportArtifacts, built once at the session's end
 
 _MARKERS = {
     "base": "per-sample checks and gates of the raw base model (no system prompt of ours)",
@@ -426,6 +426,8 @@ def baseline_snapshot(request: pytest.FixtureRequest, snapshot: Any, gate_run: G
     yield snapshot.use_extension(extension)
     if update:
         return
+    if extension.accepted_scores:
+        request.config.stash[BASELINE_KEY] = extension.accepted_scores[-1]
     if extension.checks:
         check = extension.checks[-1]
         request.config.stash[GATES_KEY].append(GateResult("no_regression", check.passed, check.message))
@@ -509,61 +511,54 @@ class _HtmlReport:
         cells.insert(2, f'<td class="col-scores">{scores_cell(getattr(report, "tunegate_scores", []))}</td>')
 
     def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str], session: Any) -> None:
-        run: GateRun = self.config.stash[RUN_KEY]
-        from tunegate.report import figure_png, metric_means_figure, mode_metric_cis, summary_html
+        artifacts = _artifacts(self.config, session.exitstatus)
+        if artifacts is not None:
+            prefix.append(artifacts.summary_html)
 
-        table = run.computed_table()
-        cis = mode_metric_cis(table)
-        plots: dict[str, bytes] = {}
-        from tunegate.judge import JUDGE_METRICS
 
-        judged = cis["metric"].isin(JUDGE_METRICS) if len(cis) else pd.Series(dtype=bool)
-        figures = {
-            "Mean score per mode": ("metric_means.png", cis[~judged] if len(cis) else cis, {}),
-            "LLM judge: mean score per mode": ("judge_means.png", cis[judged] if len(cis) else cis, {
-                "ylim": (1, 5.25), "ylabel": "mean judge score (1-5)", "title": "LLM judge: mean score per mode"}),
-        }
-        for title, (filename, part, options) in figures.items():
-            if len(part):
-                plots[title] = figure_png(metric_means_figure(part, **options))
-                run.config.report_dir.mkdir(parents=True, exist_ok=True)
-                (run.config.report_dir / filename).write_bytes(plots[title])
-        training = run.computed_training()
-        if training is not None:
-            from tunegate.overfitting import loss_curve_figure
+def _artifacts(config: pytest.Config, exit_status: int | None) -> Any:
+    """The session's report artifacts, built on first use (results files or the HTML summary) and reused."""
+    if ARTIFACTS_KEY not in config.stash:
+        run = config.stash.get(RUN_KEY, None)
+        gates = config.stash.get(GATES_KEY, [])
+        if run is None or (run.computed_table().empty and not gates):
+            config.stash[ARTIFACTS_KEY] = None
+        else:
+            from tunegate.artifacts import build_artifacts
 
-            title = "Training: train and validation loss of the adapter's run"
-            plots[title] = figure_png(loss_curve_figure(training.curve, training.divergence))
-            run.config.report_dir.mkdir(parents=True, exist_ok=True)
-            (run.config.report_dir / "training_loss.png").write_bytes(plots[title])
-        ablation = run.computed_ablation()
-        if ablation is not None and ablation.curves:
-            from tunegate.ablation import ablation_figure
-            from tunegate.ablation.sweep import VARIABLES
-
-            title = f"Ablation: {VARIABLES.get(ablation.variable, ablation.variable)} ({ablation.source})"
-            plots[title] = figure_png(ablation_figure(ablation.curves, ablation.variable))
-            run.config.report_dir.mkdir(parents=True, exist_ok=True)
-            (run.config.report_dir / "ablation.png").write_bytes(plots[title])
-        times = run.times
-        timings = {
-            "demo model cache": f"{times.model_cache_s:.1f} s",
-            "generation": f"{times.generation_s:.1f} s (new answers: {times.generated_text()})",
-            "scoring": f"{times.scoring_s:.1f} s",
-            "judge": f"{times.judge_s:.1f} s",
-        }
-        if ablation is not None:
-            timings["ablation"] = f"{times.ablation_s:.1f} s (new answers: {ablation.generated})"
-        judge_block = None
-        judge_requests, judge_replies = run.judge_records()
-        if judge_requests:
-            from tunegate.judge import usage
-            from tunegate.report import judge_caveat, judge_html, judge_usage_frame
-
-            pairwise = run.computed_pairwise()
-            judge_block = judge_html(
-                judge_caveat(run.config.judge, run.config.base_model),
-                judge_usage_frame(usage(judge_requests, judge_replies), run.config.judge),
-                pairwise.summary() if pairwise is not None else None,
+            config.stash[ARTIFACTS_KEY] = build_artifacts(
+                run, gates, baseline_scores=config.stash.get(BASELINE_KEY, None), exit_status=int(exit_status),
+                judge_block=_judge_block(run),
             )
-        prefix.append(summary_html(run.provenance(), cis, self.config.stash[GATES_KEY], plots, timings, judge_block))
+    return config.stash[ARTIFACTS_KEY]
+
+
+def _judge_block(run: GateRun) -> str | None:
+    judge_requests, judge_replies = run.judge_records()
+    if not judge_requests:
+        return None
+    from tunegate.judge import usage
+    from tunegate.report import judge_caveat, judge_html, judge_usage_frame
+
+    pairwise = run.computed_pairwise()
+    return judge_html(
+        judge_caveat(run.config.judge, run.config.base_model),
+        judge_usage_frame(usage(judge_requests, judge_replies), run.config.judge),
+        pairwise.summary() if pairwise is not None else None,
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Plots, results.json and summary.md into report_dir, with or without pytest-html.
+
+    tryfirst: pytest-html writes its report in its own sessionfinish and reuses these artifacts.
+    """
+    if getattr(session.config, "workerinput", None) is not None:
+        return  # an xdist worker: the controller reports
+    artifacts = _artifacts(session.config, exitstatus)
+    if artifacts is not None:
+        from tunegate.artifacts import write_artifacts
+
+        run = session.config.stash[RUN_KEY]
+        write_artifacts(artifacts, run.config.report_dir)

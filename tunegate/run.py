@@ -56,6 +56,15 @@ from tunegate.models import resolve_base_model
 from tunegate.scores import empty_table, score_mode
 
 
+def _version(distribution: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
 @dataclass(slots=True)
 class PhaseTimes:
     """Wall seconds spent per phase, for the report and the issue notes."""
@@ -304,6 +313,10 @@ class GateRun:
             )
         return self._gain_checks
 
+    def computed_gain_checks(self) -> tuple[GainCheck, ...] | None:
+        """The gain checks if a gate computed them this session (never triggers work): for the report."""
+        return self._gain_checks
+
     def gain_check(self, opponent: str, metric: str) -> GainCheck:
         return next(c for c in self.gain_checks() if c.opponent == opponent and c.metric == metric)
 
@@ -343,7 +356,10 @@ class GateRun:
             "samples": len(self.samples),
             "adapter": str(self.config.adapter) if self.config.adapter else None,
             "max_new_tokens": self.config.max_new_tokens,
-            "decoding": "greedy",
+            "decoding": (f"greedy, max_new_tokens {self.config.max_new_tokens}, repetition_penalty "
+                         f"{self.config.repetition_penalty:g}, batch {self.config.batch_size}"),
+            "statistics": (f"paired bootstrap, {self.config.bootstrap_iters} resamples, seed {self.config.seed}, "
+                           f"alpha {self.config.alpha:g}, Holm"),
             "metrics": ", ".join(self.config.metrics),
             "judge": (f"{self.config.judge.backend}: {self.config.judge.model} ({', '.join(self.config.judge.kinds)})"
                       if self.config.judge.enabled else None),
@@ -352,6 +368,8 @@ class GateRun:
             "tunegate": __version__,
             "torch": torch.__version__,
             "transformers": transformers.__version__,
+            "peft": _version("peft"),
+            "pytest_html": _version("pytest-html"),
             "python": platform.python_version(),
             "started_at": self.started_at.isoformat(timespec="seconds"),
         }

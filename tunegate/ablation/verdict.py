@@ -10,7 +10,7 @@ whose run is not significantly worse than the best is the `sufficient` one.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pandas as pd
 
