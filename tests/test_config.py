@@ -586,3 +586,30 @@ def test_meteor_without_wordnet_is_a_config_error_with_the_reason(project: Path,
     monkeypatch.setattr(tunegate.metrics, "meteor_available", lambda: (False, "no WordNet found in /nowhere."))
     message = config_error(tunegate_table(project, 'metrics = ["rougeL", "meteor"]\nprimary_metric = "rougeL"\n'))
     assert "metrics has 'meteor', which cannot run here. no WordNet found in /nowhere." in message
+
+
+# --- beyond quality: likelihood metrics, safety probes, latency --------------------------------
+
+
+def test_likelihood_metrics_are_scored_but_never_gated_the_wrong_way(project: Path) -> None:
+    config = load_config(tunegate_table(project, 'metrics = ["rougeL", "loglik", "perplexity"]\n'))
+    assert config.gain_metrics == ("rougeL", "loglik")  # perplexity: lower is better, left out by default
+    for extra in ('gain_metrics = ["perplexity"]\n', 'regression_metrics = ["perplexity"]\n'):
+        message = config_error(tunegate_table(project, 'metrics = ["rougeL", "perplexity"]\n' + extra))
+        assert "where lower is better" in message and "Gate on 'loglik'" in message
+    message = config_error(tunegate_table(project, 'metrics = ["rougeL", "perplexity"]\n'
+                                                   "[tool.tunegate.thresholds.base]\nperplexity = 10\n"))
+    assert "thresholds.base.perplexity: a threshold is a minimum" in message
+
+
+def test_safety_and_latency_keys(project: Path) -> None:
+    from tunegate.safety import BUNDLED_PROBES
+
+    config = load_config(tunegate_table(project, 'safety_probes = "bundled"\nmax_latency_overhead_pct = 25\n'))
+    assert config.safety_probes == BUNDLED_PROBES and BUNDLED_PROBES.is_file()
+    assert config.max_latency_overhead_pct == 25.0 and config.safety_max_drop == 0.0
+    assert load_config(tunegate_table(project)).safety_probes is None
+    assert "safety_probes" in config_error(tunegate_table(project, 'safety_probes = "nope.jsonl"\n'))
+    assert "safety_max_drop must be a share" in config_error(tunegate_table(project, "safety_max_drop = 1.5\n"))
+    assert "max_latency_overhead_pct must be a percentage" in config_error(
+        tunegate_table(project, "max_latency_overhead_pct = -5\n"))

@@ -20,8 +20,9 @@ SLICE = 8
 # finetuned ROUGE-L and BERTScore floors, the sample pass rate, 4 metrics x 2 opponents of
 # significant gain, the fine-tune-or-not verdict, non-regression against baselines/, and the judge's
 # error budget per kind (reference, blind, pairwise), the adapter's training curve, and the rank
-# sweep (4 adapters on the one loaded base). test_pairwise is reported, not gated: a skip.
-GATES = 3 + 8 + 1 + 1 + 3 + 1 + 1
+# sweep (4 adapters on the one loaded base), the safety probes and the adapter's latency overhead.
+# test_pairwise is reported, not gated: a skip.
+GATES = 3 + 8 + 1 + 1 + 3 + 1 + 1 + 2
 
 pytestmark = pytest.mark.slow
 

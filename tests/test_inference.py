@@ -254,3 +254,47 @@ def test_ablation_answers_are_cached_by_adapter_content(
         bare.generate(SAMPLES[:1], "base", adapter_dir=copy)
     with pytest.raises(AdapterError, match="finetuned mode needs an adapter"):
         bare.generate(SAMPLES[:1], "finetuned")
+
+
+# --- reference likelihood (teacher-forced) ------------------------------------------------------
+
+
+def test_a_greedy_answer_is_likely_and_a_shuffled_one_is_not(demo_model_dir: Path, tmp_path: Path) -> None:
+    """The model's own greedy answer, scored as a reference, has low perplexity; its words shuffled, high."""
+    from dataclasses import replace
+
+    import random
+
+    maker = session(demo_model_dir, tmp_path / "gen", max_new_tokens=96)
+    answers = maker.generate(SAMPLES, "base", progress=False)
+    # A finished answer: a truncated one would end on the template's end-of-turn token the model never chose.
+    own = [replace(s, reference=a.text) for s, a in zip(SAMPLES, answers) if a.finish_reason == "stop"][:2]
+    assert own, "no demo answer finished within 96 tokens"
+    shuffled = []
+    for sample in own:
+        words = sample.reference.split()
+        random.Random(0).shuffle(words)
+        shuffled.append(replace(sample, reference=" ".join(words)))
+    scorer = session(demo_model_dir, tmp_path / "lik", batch_size=2)
+    likely = scorer.reference_likelihoods(own, "base", progress=False)
+    unlikely = scorer.reference_likelihoods(shuffled, "base", progress=False)
+    for good, bad in zip(likely, unlikely):
+        assert good.perplexity < 3.0, good  # greedy tokens were the argmax at every step
+        assert bad.perplexity > 3 * good.perplexity, (good, bad)
+        assert good.tokens >= 5
+    # Batched equals one by one (right padding does not leak into the scored positions).
+    single = session(demo_model_dir, tmp_path / "one", batch_size=1).reference_likelihoods(own, "base", progress=False)
+    assert [round(x.mean_logprob, 4) for x in single] == [round(x.mean_logprob, 4) for x in likely]
+    again = session(demo_model_dir, tmp_path / "lik").reference_likelihoods(own, "base", progress=False)
+    assert all(x.cached for x in again) and [x.mean_logprob for x in again] == [x.mean_logprob for x in likely]
+
+
+def test_the_adapter_changes_the_reference_likelihood_only_in_finetuned(
+    demo_model_dir: Path, random_adapter_dir: Path, tmp_path: Path
+) -> None:
+    with_adapter = session(demo_model_dir, tmp_path / "a", random_adapter_dir)
+    base = with_adapter.reference_likelihoods(SAMPLES[:2], "base", progress=False)
+    finetuned = with_adapter.reference_likelihoods(SAMPLES[:2], "finetuned", progress=False)
+    plain = session(demo_model_dir, tmp_path / "b").reference_likelihoods(SAMPLES[:2], "base", progress=False)
+    assert [round(x.mean_logprob, 5) for x in base] == [round(x.mean_logprob, 5) for x in plain]
+    assert [x.mean_logprob for x in finetuned] != [x.mean_logprob for x in base]

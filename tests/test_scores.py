@@ -137,3 +137,10 @@ def test_wide_means_has_metrics_as_rows_and_modes_as_columns() -> None:
     assert wide.loc["rouge1", "finetuned"] == pytest.approx(0.8)
     assert wide.loc["rougeL", "prompt_eng"] == pytest.approx(0.2)
     assert pd.isna(wide.loc["rouge1", "prompt_eng"])
+
+
+def test_wide_means_keeps_the_modes_in_pipeline_order() -> None:
+    """Alphabetical order would put finetuned between base and prompt_eng."""
+    rows = [("s", mode, "rougeL", value) for mode, value in (("prompt_eng", 0.2), ("finetuned", 0.6), ("base", 0.1))]
+    wide = wide_means(pd.DataFrame(rows, columns=COLUMNS))
+    assert list(wide.columns) == ["base", "prompt_eng", "finetuned"]

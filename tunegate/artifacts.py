@@ -18,16 +18,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from tunegate.config import LIKELIHOOD_METRICS
 from tunegate.gates import GateResult
 from tunegate.report import (
     Plot,
     baseline_by_sample,
     figure_png,
+    metric_means_figure,
     mode_metric_cis,
     samples_table_html,
     score_plots,
     summary_html,
 )
+from tunegate.report_beyond import beyond_document, beyond_html
 from tunegate.results import results_document, write_results, write_summary
 from tunegate.run import GateRun
 
@@ -35,6 +40,10 @@ RESULTS_FILE = "results.json"
 SUMMARY_FILE = "summary.md"
 TRAINING_CAPTION = ("Training and validation loss of the adapter's own run, per step. The star marks the best "
                     "validation loss; a divergence, when confirmed, is marked where the gate saw it.")
+LIKELIHOOD_CAPTION = ("Mean log-probability per token of the reference answer, teacher-forced after the mode's "
+                      "prompt (perplexity = exp(-this)). Fine-tuning on in-domain data should raise it.")
+PARETO_CAPTION = ("Quality (the primary metric's mean) against cost (mean latency per request) per mode; ringed "
+                  "points are on the Pareto frontier: nothing else is both cheaper and better.")
 ABLATION_CAPTION = ("One line per metric along the sweep, shaded band = 95% bootstrap CI, star = best value. "
                     "Notes and confounds are printed under the plot; the ablation gate's message says which "
                     "setting is within noise of the best.")
@@ -56,6 +65,10 @@ def phase_seconds(run: GateRun) -> dict[str, float]:
                "scoring_s": times.scoring_s, "judge_s": times.judge_s}
     if run.computed_ablation() is not None:
         seconds["ablation_s"] = times.ablation_s
+    if times.likelihood_s:
+        seconds["likelihood_s"] = times.likelihood_s
+    if run.computed_safety() is not None:
+        seconds["safety_s"] = times.safety_s
     seconds["total_s"] = time.time() - run.started_at.timestamp()
     return {key: round(value, 2) for key, value in seconds.items()}
 
@@ -80,7 +93,17 @@ def build_artifacts(
     config = run.config
     table = run.computed_table()
     cis = mode_metric_cis(table, seed=config.seed)
-    plots = list(score_plots(table, cis=cis, iters=config.bootstrap_iters, seed=config.seed))
+    # Plots on the 0-1 (and judge 1-5) scales; the likelihood metrics get their own figure.
+    likelihood = cis["metric"].isin(LIKELIHOOD_METRICS) if len(cis) else pd.Series(dtype=bool)
+    bounded = table[~table["metric"].isin(LIKELIHOOD_METRICS)]
+    plots = list(score_plots(bounded, cis=cis[~likelihood] if len(cis) else cis, iters=config.bootstrap_iters,
+                             seed=config.seed))
+    loglik = cis[cis["metric"] == "loglik"] if len(cis) else cis
+    if len(loglik):
+        low = float(loglik["ci_low"].min())
+        figure = metric_means_figure(loglik, ylim=(low * 1.15, 0), ylabel="mean log-prob per reference token",
+                                     title="Reference log-likelihood per mode (higher: the reference is expected)")
+        plots.append(Plot("Reference log-likelihood per mode", "likelihood.png", figure_png(figure), LIKELIHOOD_CAPTION))
     training = run.computed_training()
     if training is not None:
         from tunegate.overfitting import loss_curve_figure
@@ -95,6 +118,18 @@ def build_artifacts(
         plots.append(Plot(f"Ablation: {VARIABLES.get(ablation.variable, ablation.variable)} ({ablation.source})",
                           "ablation.png", figure_png(ablation_figure(ablation.curves, ablation.variable)),
                           ABLATION_CAPTION))
+    efficiency = run.efficiency()
+    metric = config.primary_metric
+    scored = {mode for mode in efficiency.summaries if ((table["mode"] == mode) & (table["metric"] == metric)).any()}
+    if scored:
+        from tunegate.efficiency import pareto_figure, pareto_points
+
+        runs = ablation.efficiency if ablation is not None and metric in {c.metric for c in ablation.curves} else {}
+        points = pareto_points({mode: efficiency.summaries[mode] for mode in scored}, table, metric, cost="latency",
+                               ablation_summaries=runs, ablation_scores=ablation.tables if runs else None)
+        if len(points) >= 2:
+            plots.append(Plot("Quality vs cost per mode", "pareto.png", figure_png(pareto_figure(points)),
+                              PARETO_CAPTION))
     seconds = phase_seconds(run)
     provenance = run.provenance()
     document = results_document(
@@ -103,6 +138,8 @@ def build_artifacts(
         plots={plot.title: plot.filename for plot in plots}, seed=config.seed,
     )
     document["session"] = {"exit_status": exit_status, "new_answers": dict(run.times.generated)}
+    document.update(beyond_document(safety=run.computed_safety(), efficiency=efficiency,
+                                    failures=run.failures() or None))
     samples = samples_table_html(
         run.samples, run.computed_generations(), table,
         baseline=baseline_by_sample(baseline_scores) if baseline_scores else None,
@@ -112,8 +149,9 @@ def build_artifacts(
     timings["generation"] += f" (new answers: {run.times.generated_text()})"
     if ablation is not None:
         timings["ablation"] += f" (new answers: {ablation.generated})"
-    block = summary_html(provenance, cis, gates, plots, timings, judge_block, samples_table=samples,
-                         run_time_s=seconds["total_s"])
+    extra = beyond_html(document)
+    block = summary_html(provenance, cis, gates, plots, timings, "\n".join(filter(None, (judge_block, extra))) or None,
+                         samples_table=samples, run_time_s=seconds["total_s"])
     return ReportArtifacts(tuple(plots), document, block)
 
 

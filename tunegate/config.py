@@ -23,7 +23,9 @@ from tunegate.judge import BACKENDS, KINDS, STRUCTURED_OUTPUT, JudgeConfig
 from tunegate.inference import MODES, DecodingConfig
 from tunegate.models import DEMO_MODEL, check_adapter_dir
 
-METRICS = ("rouge1", "rouge2", "rougeL", "bertscore", "bleu", "chrf", "meteor")
+METRICS = ("rouge1", "rouge2", "rougeL", "bertscore", "bleu", "chrf", "meteor", "loglik", "perplexity")
+LIKELIHOOD_METRICS = ("loglik", "perplexity")  # teacher-forced on the reference, with the run's loaded base
+LOWER_IS_BETTER = ("perplexity",)  # gates assume higher is better: gate on loglik, perplexity's log
 DEFAULT_METRICS = ("rouge1", "rouge2", "rougeL", "bertscore")  # each added metric is another gain gate to pass
 
 
@@ -65,6 +67,11 @@ class GateConfig:
     # Training evidence (issue 6): the adapter's trainer_state.json (None: look beside the adapter).
     training_state: Path | None = None
     overfit_patience: int = 3
+    # Beyond quality (issue 8): safety probes ("bundled" or a JSONL path; None: off), their tolerated
+    # refusal drop, and the latency the adapter may add over base (None: reported, not gated).
+    safety_probes: Path | None = None
+    safety_max_drop: float = 0.0
+    max_latency_overhead_pct: float | None = None
     ablation: AblationConfig = field(default_factory=AblationConfig)
     report_dir: Path = Path("reports")
     cache_dir: Path = Path(".tunegate_cache")
@@ -73,7 +80,7 @@ class GateConfig:
     def __post_init__(self) -> None:
         # Defaults that depend on other fields (frozen, hence object.__setattr__).
         if not self.gain_metrics:
-            object.__setattr__(self, "gain_metrics", tuple(self.metrics))
+            object.__setattr__(self, "gain_metrics", tuple(m for m in self.metrics if m not in LOWER_IS_BETTER))
         if not self.regression_metrics:
             object.__setattr__(self, "regression_metrics", tuple(self.gain_metrics))
 
@@ -101,7 +108,8 @@ class GateConfig:
         }
 
 
-_PATH_KEYS = {"eval_set", "adapter", "bertscore_model", "report_dir", "cache_dir", "baseline_dir", "training_state"}
+_PATH_KEYS = {"eval_set", "adapter", "bertscore_model", "report_dir", "cache_dir", "baseline_dir", "training_state",
+              "safety_probes"}
 _FILE_KEYS = {"system_prompt_file", "base_system_prompt_file", "finetuned_system_prompt_file"}
 _KEYS = {f.name for f in fields(GateConfig)} - {"source"} | _FILE_KEYS
 _PROMPT_TWINS = {k: k.removesuffix("_file") for k in _FILE_KEYS} | {k.removesuffix("_file"): k for k in _FILE_KEYS}
@@ -196,6 +204,10 @@ def load_config(
             if target in merged:
                 raise ConfigError(f"{origin}: set either {target!r} or {key!r}, not both.")
             values[target] = _read_prompt_file(_as_path(value, base, origin, key), origin, key)
+        elif key == "safety_probes" and value == "bundled":
+            from tunegate.safety import BUNDLED_PROBES
+
+            values[key] = BUNDLED_PROBES
         elif key in _PATH_KEYS:
             values[key] = _as_path(value, base, origin, key)
         elif key == "ablation":
@@ -260,6 +272,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "regression_margin": (dict,),
     "judge": (dict,),
     "overfit_patience": (int,),
+    "safety_max_drop": (float, int),
+    "max_latency_overhead_pct": (float, int),
 }
 
 
@@ -274,6 +288,14 @@ def _check_type(key: str, value: Any, origin: str) -> Any:
         return _metric_numbers(key, value, origin)
     if key == "judge":
         return _judge_config(value, origin)
+    if key == "safety_max_drop":
+        if not 0 <= value < 1:
+            raise ConfigError(f"{origin}: safety_max_drop must be a share in [0, 1), e.g. 0.05, got {value!r}.")
+        return float(value)
+    if key == "max_latency_overhead_pct":
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{origin}: max_latency_overhead_pct must be a percentage >= 0, e.g. 25, got {value!r}.")
+        return float(value)
     if key == "overfit_patience" and value < 1:
         raise ConfigError(f"{origin}: overfit_patience must be at least 1 evaluation, got {value}.")
     if key == "alpha" and not 0 < value < 0.5:
@@ -462,6 +484,17 @@ def _check_consistency(config: GateConfig, where: str) -> None:
         for metric in getattr(config, key):
             if metric not in scored:
                 raise ConfigError(f"{where}: {key} has {metric!r}, which is not among the scored metrics {scored}.")
+            if metric in LOWER_IS_BETTER:
+                raise ConfigError(f"{where}: {key} has {metric!r}, where lower is better; the gates assume higher is "
+                                  "better. Gate on 'loglik' (the mean log-likelihood perplexity is computed from).")
+    for mode, per_metric in config.thresholds.items():
+        for metric in per_metric:
+            if metric in LOWER_IS_BETTER:
+                raise ConfigError(f"{where}: thresholds.{mode}.{metric}: a threshold is a minimum, and for {metric} "
+                                  "lower is better. Set a minimum on 'loglik' instead.")
+    if config.safety_probes is not None and not config.safety_probes.is_file():
+        raise ConfigError(f"{where}: safety_probes {str(config.safety_probes)!r} does not exist. Use \"bundled\" for "
+                          "the probes shipped with tunegate, or a JSONL file in the same format.")
     for mode in config.gain_over:
         if mode not in ("base", "prompt_eng"):
             raise ConfigError(f"{where}: gain_over has {mode!r}; finetuned can be compared with 'base' and 'prompt_eng'.")

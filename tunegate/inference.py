@@ -75,6 +75,28 @@ class Generation:
         return self.finish_reason == "length"
 
 
+@dataclass(frozen=True, slots=True)
+class ReferenceLikelihood:
+    """How likely the mode finds the sample's reference answer, teacher-forced after its prompt.
+
+    `mean_logprob` is the mean natural-log probability per reference token (higher: the model
+    expected this answer); perplexity is exp(−mean_logprob). A fine-tuned adapter should raise it
+    on in-domain references: it is the training objective, measured on held-out samples.
+    """
+
+    sample_id: str
+    mode: str
+    tokens: int
+    mean_logprob: float
+    cached: bool = False
+
+    @property
+    def perplexity(self) -> float:
+        import math
+
+        return math.exp(-self.mean_logprob)
+
+
 def resolve_device(device: str) -> str:
     import torch
 
@@ -115,6 +137,7 @@ class ModelSession:
         self.device = resolve_device(decoding.device)
         self.dtype = resolve_dtype(decoding.dtype, self.device)
         self._cache = DiskCache(cache_dir, "generations")
+        self._likelihood_cache = DiskCache(cache_dir, "likelihoods")
         self._hash_memo = DiskCache(cache_dir, "file_hashes")
         self._tokenizer: Any = None
         self._model: Any = None
@@ -290,6 +313,106 @@ class ModelSession:
             self.adapter_load_seconds += time.perf_counter() - started
         model.set_adapter(name)
         return model
+
+    def render_with_reference(self, sample: Sample, mode: str) -> tuple[str, str]:
+        """(prompt text, prompt + reference as the assistant's turn), both through the chat template.
+
+        The reference's tokens are those of the second text after the first: the template's own
+        end-of-turn marker is kept, so "stopping here" is part of what is scored.
+        """
+        prompt = self.render_prompt(sample, mode)
+        messages: list[dict[str, str]] = []
+        system = self.system_prompt_for(sample, mode)
+        if system:
+            messages.append({"role": "system", "content": system})
+        messages.extend({"role": role, "content": content} for role, content in sample.history)
+        messages += [{"role": "user", "content": sample.prompt}, {"role": "assistant", "content": sample.reference}]
+        full = self.tokenizer.apply_chat_template(messages, tokenize=False).rstrip("\n")
+        if not full.startswith(prompt):
+            raise ModelError(
+                f"{self.base_model_dir}: the chat template does not render the prompt as a prefix of the conversation "
+                "with its answer, so the reference's likelihood cannot be measured; leave loglik and perplexity "
+                "out of metrics for this model."
+            )
+        return prompt, full
+
+    def reference_likelihoods(
+        self,
+        samples: Sequence[Sample],
+        mode: str,
+        *,
+        adapter_dir: str | Path | None = None,
+        progress: bool = True,
+    ) -> list[ReferenceLikelihood]:
+        """Mean log-probability of each sample's reference under `mode`, teacher-forced, batched, cached.
+
+        Same weights as generation (adapter off for base and prompt_eng), same rendered prompt; one
+        forward pass per batch, no generation. Cached per (model, adapter, mode, rendered text).
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "finetuned" and self.adapter_dir is None and adapter_dir is None:
+            raise AdapterError("the finetuned mode needs an adapter: set [tool.tunegate] adapter (or --adapter).")
+        texts = [self.render_with_reference(sample, mode) for sample in samples]
+        keys = [fingerprint("likelihood/v1", self.cache_key(full, mode, adapter_dir)) for _, full in texts]
+        found = self._likelihood_cache.get_many(keys)
+        results: dict[int, ReferenceLikelihood] = {
+            i: ReferenceLikelihood(sample.id, mode, found[key]["tokens"], found[key]["mean_logprob"], cached=True)
+            for i, (sample, key) in enumerate(zip(samples, keys)) if key in found
+        }
+        missing = [i for i in range(len(samples)) if i not in results]
+        if missing:
+            from tqdm.auto import tqdm
+
+            model = self._activate(adapter_dir) if mode == "finetuned" else self._load()
+            try:
+                batch_size = max(1, self.decoding.batch_size)
+                with tqdm(total=len(missing), desc=f"likelihood {mode}", unit="sample", disable=not progress) as bar:
+                    for start in range(0, len(missing), batch_size):
+                        batch = missing[start : start + batch_size]
+                        scored = self._score_batch(model, [texts[i] for i in batch], mode)
+                        for index, (tokens, mean_logprob) in zip(batch, scored):
+                            self._likelihood_cache.put(keys[index], {"tokens": tokens, "mean_logprob": mean_logprob})
+                            results[index] = ReferenceLikelihood(samples[index].id, mode, tokens, mean_logprob)
+                        bar.update(len(batch))
+            finally:
+                if adapter_dir is not None and self.adapter_dir is not None:
+                    self._activate(None)
+        return [results[i] for i in range(len(samples))]
+
+    def _score_batch(self, model: Any, texts: Sequence[tuple[str, str]], mode: str) -> list[tuple[int, float]]:
+        """(reference tokens, mean log-prob) per (prompt, full) pair, from one right-padded forward pass."""
+        import torch
+
+        tokenizer = self.tokenizer
+        rows, starts = [], []
+        for prompt, full in texts:
+            prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            full_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+            # Tokenising the joined text can merge across the boundary; the prompt's length still marks
+            # where the answer starts (the chat template ends the prompt with a special token).
+            rows.append(full_ids)
+            starts.append(len(prompt_ids))
+        width = max(len(row) for row in rows)
+        pad = tokenizer.pad_token_id
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, row in enumerate(rows):
+            input_ids[r, : len(row)] = torch.tensor(row)
+            attention[r, : len(row)] = 1
+        adapters_off = _adapters_off(model) if mode != "finetuned" else contextlib.nullcontext()
+        with torch.inference_mode(), adapters_off:
+            logits = model(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device)).logits
+        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        targets = input_ids[:, 1:].to(logprobs.device)
+        picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).cpu()
+        scored = []
+        for r, (row, start) in enumerate(zip(rows, starts)):
+            answer = picked[r, start - 1 : len(row) - 1]  # position t predicts token t + 1
+            if answer.numel() == 0:
+                raise ModelError(f"the reference of a {mode} sample has no tokens after its prompt; give it a reference.")
+            scored.append((int(answer.numel()), float(answer.mean())))
+        return scored
 
     def _generation_config(self) -> Any:
         from transformers import GenerationConfig

@@ -210,7 +210,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 # Gates about the adapter whatever their parameters: `-m finetuned` must select them.
 _ADAPTER_FIXTURES = {"gain_case", "adapter_verdict", "baseline_snapshot", "pairwise_verdict", "training_verdict",
-                     "ablation_verdict"}
+                     "ablation_verdict", "safety_verdict", "latency_verdict"}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -376,12 +376,39 @@ def ablation_verdict(request: pytest.FixtureRequest, gate_run: GateRun) -> GateR
         pytest.skip("no ablation configured: add [tool.tunegate.ablation] with variable and adapters (or results_csv)")
     from tunegate.ablation import ablation_gate
 
+    return _record_gate(request, lambda: ablation_gate(gate_run.ablation()))
+
+
+def _record_gate(request: pytest.FixtureRequest, compute: Any) -> GateResult:
+    """Run a gate's work with progress bars visible; a TunegateError is a clean failure, not a traceback."""
     try:
         with _progress_visible(request.config):
-            result = gate_run.ablation()
+            verdict = compute()
     except TunegateError as error:
         pytest.fail(str(error), pytrace=False)
-    verdict = ablation_gate(result)
+    request.config.stash[GATES_KEY].append(verdict)
+    return verdict
+
+
+@pytest.fixture
+def safety_verdict(request: pytest.FixtureRequest, gate_run: GateRun) -> GateResult:
+    """Every mode answers the safety probes; finetuned must not refuse harmful ones significantly less than base."""
+    _needs_adapter(gate_run)
+    if gate_run.config.safety_probes is None:
+        pytest.skip('no safety probes configured: set safety_probes = "bundled" (or a JSONL path) to gate refusals')
+    return _record_gate(request, lambda: gate_run.safety().verdict)
+
+
+@pytest.fixture
+def latency_verdict(request: pytest.FixtureRequest, gate_run: GateRun) -> GateResult:
+    """The latency the adapter adds over base, per sample, against max_latency_overhead_pct."""
+    _needs_adapter(gate_run)
+    if gate_run.config.max_latency_overhead_pct is None:
+        pytest.skip("reported, not gated: set max_latency_overhead_pct to gate the adapter's added latency")
+    with _progress_visible(request.config):
+        gate_run.generations("base")
+        gate_run.generations("finetuned")
+    verdict = gate_run.efficiency().verdict
     request.config.stash[GATES_KEY].append(verdict)
     return verdict
 
@@ -480,6 +507,18 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(judge_usage_frame(usage(judge_requests, judge_replies), run.config.judge).to_string(index=False))
         if run.computed_pairwise() is not None:
             terminalreporter.write_line(f"pairwise: {run.computed_pairwise().summary()}")
+    efficiency = run.efficiency()
+    if efficiency.summaries:
+        terminalreporter.write_sep("-", "tunegate: efficiency")
+        for summary in efficiency.summaries.values():
+            terminalreporter.write_line(str(summary))
+        if efficiency.overhead is not None:
+            terminalreporter.write_line(f"adapter overhead: {efficiency.overhead}")
+    safety = run.computed_safety()
+    if safety is not None:
+        rates = safety.rates[safety.rates["category"] == "all"]
+        terminalreporter.write_sep("-", f"tunegate: safety probes ({len(safety.probes)})")
+        terminalreporter.write_line(", ".join(f"{r.mode} {r.kind} refused {r.refused}/{r.n}" for r in rates.itertuples()))
     ablation = run.computed_ablation()
     if ablation is not None:
         terminalreporter.write_sep("-", f"tunegate: ablation along {ablation.variable}")
@@ -493,6 +532,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         f"model cache {times.model_cache_s:.1f}s · generation {times.generation_s:.1f}s "
         f"(new answers: {times.generated_text()}) · scoring {times.scoring_s:.1f}s · judge {times.judge_s:.1f}s"
         + (f" · ablation {times.ablation_s:.1f}s ({ablation.generated} new answers)" if ablation is not None else "")
+        + (f" · likelihood {times.likelihood_s:.1f}s" if times.likelihood_s else "")
+        + (f" · safety {times.safety_s:.1f}s" if safety is not None else "")
     )
 
 

@@ -28,9 +28,12 @@ from tunegate.ablation import (
     run_labels,
 )
 from tunegate.baseline import baseline_payload
-from tunegate.config import GateConfig
+from tunegate.config import LIKELIHOOD_METRICS, GateConfig
 from tunegate.data import Sample, eval_set_sha256, load_eval_set
-from tunegate.gates import GainCheck, gain_checks, sample_problems
+from tunegate.efficiency import Efficiency, Overhead, PeakMemory, PeakMemoryMeter, efficiency_summary, latency_gate
+from tunegate.efficiency import overhead as adapter_overhead
+from tunegate.errors import AblationError, TrainingStateError, TunegateError
+from tunegate.gates import GainCheck, GateResult, gain_checks, sample_problems
 from tunegate.inference import MODES, Generation, ModelSession
 from tunegate.judge import (
     JudgeBackend,
@@ -42,7 +45,6 @@ from tunegate.judge import (
     run_judge,
     score_rows,
 )
-from tunegate.errors import AblationError, TrainingStateError
 from tunegate.judge_backends import make_judge_backend
 from tunegate.overfitting import (
     CheckpointVerdict,
@@ -54,6 +56,7 @@ from tunegate.overfitting import (
 )
 from tunegate.models import resolve_base_model
 from tunegate.scores import empty_table, score_mode
+from tunegate.taxonomy import Diagnosis, diagnose
 
 
 def _version(distribution: str) -> str | None:
@@ -74,11 +77,34 @@ class PhaseTimes:
     scoring_s: float = 0.0
     judge_s: float = 0.0
     ablation_s: float = 0.0  # the sweep's generation and scoring (on the same loaded base)
+    likelihood_s: float = 0.0  # teacher-forced reference log-likelihood (loglik, perplexity)
+    safety_s: float = 0.0  # the safety probes' generation and refusal detection
     generated: dict[str, int] = field(default_factory=dict)  # fresh generations per mode (0: all cached)
 
     def generated_text(self) -> str:
         """Fresh answers per mode in mode order, e.g. `base 0, finetuned 50`; `none` before any."""
         return ", ".join(f"{m} {self.generated[m]}" for m in MODES if m in self.generated) or "none"
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyEvidence:
+    """The probe set's answers per mode, refusal rows, rates by kind and category, and the gate's verdict."""
+
+    probes: tuple[Sample, ...]
+    table: pd.DataFrame  # long rows: refusal_harmful, over_refusal, safety_empty
+    rates: pd.DataFrame  # mode, kind, category, refused, n, rate
+    verdict: GateResult | None  # None without an adapter (nothing to compare)
+    generations: dict[str, list[Generation]]
+
+
+@dataclass(frozen=True, slots=True)
+class EfficiencyEvidence:
+    """Per-mode latency, throughput, tokens and memory; the adapter's overhead; the latency gate."""
+
+    summaries: dict[str, Efficiency]
+    memory: dict[str, PeakMemory]
+    overhead: Overhead | None  # finetuned against base, when both were generated
+    verdict: GateResult | None  # None when max_latency_overhead_pct is unset or a mode is missing
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +135,8 @@ class GateRun:
         self._pairwise: PairwiseResult | None = None
         self._training: TrainingEvidence | None = None
         self._ablation: AblationResult | None = None
+        self._safety: SafetyEvidence | None = None
+        self._memory: dict[str, PeakMemory] = {}
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -130,7 +158,9 @@ class GateRun:
         """The mode's answers in eval-set order (cached on disk; generated on a miss)."""
         if mode not in self._generations:
             started = time.perf_counter()
-            result = self.session.generate(self.samples, mode, progress=progress)
+            with PeakMemoryMeter() as meter:
+                result = self.session.generate(self.samples, mode, progress=progress)
+            self._memory[mode] = meter.result
             self.times.generation_s += time.perf_counter() - started
             self.times.generated[mode] = sum(not g.cached for g in result)
             self._generations[mode] = result
@@ -161,12 +191,77 @@ class GateRun:
                 bertscore_model=self.config.bertscore_model,
             )
             self.times.scoring_s += time.perf_counter() - started
+            wanted = [m for m in LIKELIHOOD_METRICS if m in self.config.metrics]
+            if wanted:
+                table = pd.concat([table, self._likelihood_rows(mode, wanted)], ignore_index=True)
             judge = self.config.judge
             if judge.enabled and mode in judge.modes:
                 rows = [row for kind in judge.kinds if kind != "pairwise" for row in score_rows(*self.judged(kind, mode))]
                 table = pd.concat([table, pd.DataFrame(rows, columns=table.columns)], ignore_index=True)
             self._scores[mode] = table
         return self._scores[mode]
+
+    def _likelihood_rows(self, mode: str, metrics: Iterable[str], adapter_dir: Path | None = None,
+                         samples: list[Sample] | None = None) -> pd.DataFrame:
+        """loglik (mean log-prob per reference token) and/or perplexity rows, from the loaded base."""
+        started = time.perf_counter()
+        samples = self.samples if samples is None else samples
+        found = self.session.reference_likelihoods(samples, mode, adapter_dir=adapter_dir)
+        values = {"loglik": lambda x: x.mean_logprob, "perplexity": lambda x: x.perplexity}
+        rows = [(x.sample_id, mode, metric, float(values[metric](x))) for metric in metrics for x in found]
+        self.times.likelihood_s += time.perf_counter() - started
+        return pd.DataFrame(rows, columns=empty_table().columns)
+
+    # -- beyond quality: safety probes, efficiency, failure taxonomy --------------------------------
+
+    def safety(self, *, progress: bool = True) -> SafetyEvidence:
+        """Every mode answers the safety probes; refusals detected; finetuned against base, paired."""
+        if self._safety is None:
+            from tunegate.safety import refusal_rates, safety_gate, safety_rows
+
+            config = self.config
+            if config.safety_probes is None:
+                raise TunegateError("no safety probes configured: set safety_probes = \"bundled\" (or a JSONL path).")
+            probes = load_eval_set(config.safety_probes)
+            started = time.perf_counter()
+            answers = {mode: self.session.generate(probes, mode, progress=progress, desc=f"safety probes {mode}")
+                       for mode in self.modes}
+            table = safety_rows(probes, answers)
+            verdict = None
+            if "finetuned" in self.modes:
+                verdict = safety_gate(table, alpha=config.alpha, iters=config.bootstrap_iters, seed=config.seed,
+                                      max_drop=config.safety_max_drop)
+            self.times.safety_s += time.perf_counter() - started
+            self._safety = SafetyEvidence(tuple(probes), table, refusal_rates(table, probes), verdict, answers)
+        return self._safety
+
+    def computed_safety(self) -> SafetyEvidence | None:
+        return self._safety
+
+    def efficiency(self) -> EfficiencyEvidence:
+        """Latency, throughput, tokens and memory of the modes generated so far (triggers no generation)."""
+        batch = self.config.batch_size
+        generated = self.computed_generations()
+        summaries = {mode: efficiency_summary(answers, batch_size=batch) for mode, answers in generated.items() if answers}
+        found = None
+        verdict = None
+        if "base" in summaries and "finetuned" in summaries:
+            config = self.config
+            found = adapter_overhead(summaries["base"], summaries["finetuned"], iters=config.bootstrap_iters,
+                                     seed=config.seed)
+            if config.max_latency_overhead_pct is not None:
+                verdict = latency_gate(generated["base"], generated["finetuned"],
+                                       max_overhead_pct=config.max_latency_overhead_pct, batch_size=batch,
+                                       seed=config.seed)
+        return EfficiencyEvidence(summaries, dict(self._memory), found, verdict)
+
+    def failures(self) -> list[Diagnosis]:
+        """The failure taxonomy over every answer generated so far (each mode with its own system prompt)."""
+        found: list[Diagnosis] = []
+        for mode, answers in self.computed_generations().items():
+            context = [prompt for prompt in (self.config.system_prompts.get(mode),) if prompt]
+            found += diagnose(self.samples, answers, context=context)
+        return found
 
     # -- the judge ------------------------------------------------------------------------------
 
@@ -248,20 +343,27 @@ class GateRun:
                                    ablation.variable)
             metrics = ablation.metrics or config.metrics
             tables: dict[str, pd.DataFrame] = {}
+            costs: dict[str, Efficiency] = {}
             fresh = 0
             for run in sweep.runs:
                 answers = self.session.generate(self.samples, "finetuned", adapter_dir=run.adapter_dir,
                                                 progress=progress, desc=f"generate {run.label}")
                 fresh += sum(not g.cached for g in answers)
+                costs[run.label] = efficiency_summary(answers, batch_size=config.batch_size)
                 tables[run.label] = score_mode(self.samples, answers, metrics, cache_dir=config.cache_dir,
                                                bertscore_model=config.bertscore_model)
+                wanted = [m for m in LIKELIHOOD_METRICS if m in metrics]
+                if wanted:
+                    tables[run.label] = pd.concat(
+                        [tables[run.label], self._likelihood_rows("finetuned", wanted, run.adapter_dir)],
+                        ignore_index=True)
             curves = tuple(curve_from_scores(sweep, tables, m, iters=config.bootstrap_iters, seed=config.seed)
                            for m in metrics)
             checks = cheapest_checks(curves, tables, alpha=config.alpha, iters=config.bootstrap_iters, seed=config.seed)
             seconds = time.perf_counter() - started
             self.times.ablation_s += seconds
             source = f"{len(sweep.runs)} adapters on one loaded base, {len(self.samples)} samples each"
-            self._ablation = AblationResult(ablation.variable, curves, checks, sweep, source, seconds, fresh)
+            self._ablation = AblationResult(ablation.variable, curves, checks, sweep, source, seconds, fresh, tables, costs)
         return self._ablation
 
     def _ablation_text(self) -> str | None:
@@ -341,11 +443,12 @@ class GateRun:
         return {m: self._generations[m] for m in MODES if m in self._generations}
 
     def provenance(self) -> dict[str, Any]:
-        """What was evaluated, for the report header: models, hashes, decoding, versions."""
-        import platform
+        """What was evaluated, for the report header: models, hashes, decoding, versions.
 
-        import torch
-        import transformers
+        Versions come from the installed distributions' metadata: a report of a fully cached run
+        never imports torch just to print its version.
+        """
+        import platform
 
         from tunegate import __version__
 
@@ -366,8 +469,8 @@ class GateRun:
             "training_state": str(training_state) if (training_state := self.training_state_path()) else None,
             "ablation": self._ablation_text(),
             "tunegate": __version__,
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
+            "torch": _version("torch"),
+            "transformers": _version("transformers"),
             "peft": _version("peft"),
             "pytest_html": _version("pytest-html"),
             "python": platform.python_version(),

@@ -31,6 +31,9 @@ COLUMNS = ["sample_id", "mode", "metric", "value"]
 METRIC_LABELS = {
     "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "bertscore": "BERTScore F1",
     "bleu": "BLEU", "chrf": "chrF", "meteor": "METEOR",
+    "loglik": "Ref. log-likelihood", "perplexity": "Ref. perplexity",
+    "refusal_harmful": "Refusal (harmful probes)", "over_refusal": "Over-refusal (benign probes)",
+    "safety_empty": "Empty answer (probes)",
     **{f"{prefix}_{d}": f"{title} {d}" for prefix, title in (("judge", "Judge"), ("blind", "Blind judge"))
        for d in ("accuracy", "completeness", "conciseness", "overall")},
 }
@@ -121,5 +124,13 @@ def mode_metric_values(table: pd.DataFrame, mode: str, metric: str) -> pd.Series
 
 
 def wide_means(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean of each metric (rows) per mode (columns), for summaries."""
-    return table.pivot_table(index="metric", columns="mode", values="value", aggfunc="mean")
+    """Mean of each metric (rows, in first-seen order) per mode (columns in MODES order), for summaries.
+
+    pivot_table sorts both axes alphabetically, which puts finetuned between base and prompt_eng:
+    easy to misread, so the order is restored.
+    """
+    from tunegate.inference import MODES
+
+    wide = table.pivot_table(index="metric", columns="mode", values="value", aggfunc="mean")
+    modes = [m for m in MODES if m in wide.columns] + [m for m in wide.columns if m not in MODES]
+    return wide.reindex(index=list(dict.fromkeys(table["metric"])), columns=modes)

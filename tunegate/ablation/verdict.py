@@ -10,7 +10,8 @@ whose run is not significantly worse than the best is the `sufficient` one.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -76,6 +77,8 @@ class AblationResult:
     source: str = ""  # "4 adapters on one loaded base" or the CSV path
     seconds: float = 0.0  # generation + scoring of the sweep's runs in this session
     generated: int = 0  # fresh answers (0: all cached)
+    tables: Mapping[str, pd.DataFrame] = field(default_factory=dict, repr=False)  # run label -> its score rows
+    efficiency: Mapping[str, Any] = field(default_factory=dict, repr=False)  # run label -> efficiency.Efficiency
 
     @property
     def confounds(self) -> tuple[str, ...]:
