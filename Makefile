@@ -1,5 +1,6 @@
 # make demo   set up, build the demo model cache, run the release gate, write reports/report.html
 # make test   the library's tests plus an end-to-end gate run on a slice of the demo
+# make bench  after make demo: the seed-style loop vs tunegate cold and cached -> reports/bench.json
 #
 # Only python3 is needed. torch is pinned to the CPU build; on a GPU machine install your own
 # CUDA build of torch into .venv first and run `make setup TORCH=` (an empty TORCH skips it).
@@ -13,7 +14,7 @@ STAMP  := $(VENV)/.tunegate-setup
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup browser demo-model demo test clean-cache
+.PHONY: setup browser demo-model demo test bench clean-cache
 
 setup: $(STAMP)
 
@@ -41,6 +42,10 @@ demo: demo-model
 
 test: demo-model
 	$(BIN)/python -m pytest tests --html=reports/tests.html
+
+# After `make demo` (its cache makes the "cached gate" figure meaningful): seed-style loop vs tunegate.
+bench: demo-model
+	$(BIN)/python benchmarks/bench.py
 
 clean-cache:
 	rm -rf .tunegate_cache

@@ -613,3 +613,11 @@ def test_safety_and_latency_keys(project: Path) -> None:
     assert "safety_max_drop must be a share" in config_error(tunegate_table(project, "safety_max_drop = 1.5\n"))
     assert "max_latency_overhead_pct must be a percentage" in config_error(
         tunegate_table(project, "max_latency_overhead_pct = -5\n"))
+
+
+def test_merge_adapter_is_a_boolean_that_reaches_the_decoding(project: Path) -> None:
+    config = load_config(tunegate_table(project, "merge_adapter = true\n"))
+    assert config.merge_adapter is True and config.decoding.merge_adapter is True
+    assert load_config(tunegate_table(project)).decoding.merge_adapter is False
+    assert "merge_adapter must be bool" in config_error(tunegate_table(project, 'merge_adapter = "yes"\n'))
+    assert "max_new_tokens must be int" in config_error(tunegate_table(project, "max_new_tokens = true\n"))

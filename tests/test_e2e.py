@@ -46,7 +46,7 @@ def run_gate(work: Path, *args: str, report: str = "report.html") -> subprocess.
         "--threshold", "finetuned.rougeL=0.20",
         *args,
     ]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1800)
 
 
 def outcome_counts(stdout: str) -> dict[str, int]:

