@@ -11,7 +11,7 @@ import difflib
 import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
@@ -119,6 +119,12 @@ _KEYS = {f.name for f in fields(GateConfig)} - {"source"} | _FILE_KEYS
 _PROMPT_TWINS = {k: k.removesuffix("_file") for k in _FILE_KEYS} | {k.removesuffix("_file"): k for k in _FILE_KEYS}
 
 
+def did_you_mean(key: str, known: Iterable[str]) -> str:
+    """"Did you mean 'x'? " for the closest known key (a typo's likely fix), or "" when none is close."""
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return f"Did you mean {close[0]!r}? " if close else ""
+
+
 def read_table(pyproject: Path) -> dict[str, Any]:
     """The `[tool.tunegate]` table of a TOML file ({} when the file has none)."""
     try:
@@ -195,10 +201,8 @@ def load_config(
 
     for key in merged:
         if key not in _KEYS:
-            close = difflib.get_close_matches(key, sorted(_KEYS), n=1)
-            hint = f"Did you mean {close[0]!r}? " if close else ""
             raise ConfigError(
-                f"{merged[key][2]}: unknown key {key!r}. {hint}Known keys: {', '.join(sorted(_KEYS))}."
+                f"{merged[key][2]}: unknown key {key!r}. {did_you_mean(key, _KEYS)}Known keys: {', '.join(sorted(_KEYS))}."
             )
 
     values: dict[str, Any] = {}
@@ -356,9 +360,9 @@ def _judge_config(table: Mapping[str, Any], origin: str) -> JudgeConfig:
                 'the variable: api_key_env = "OPENAI_API_KEY".'
             )
         if key not in _JUDGE_TYPES:
-            close = difflib.get_close_matches(key, sorted(_JUDGE_TYPES), n=1)
-            hint = f"Did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"{where}: unknown key. {hint}Known keys: {', '.join(sorted(_JUDGE_TYPES))}.")
+            raise ConfigError(
+                f"{where}: unknown key. {did_you_mean(key, _JUDGE_TYPES)}Known keys: {', '.join(sorted(_JUDGE_TYPES))}."
+            )
         expected = _JUDGE_TYPES[key]
         if isinstance(value, bool) or not isinstance(value, expected):
             raise ConfigError(f"{where} must be {' or '.join(t.__name__ for t in expected)}, got {value!r}.")
@@ -402,9 +406,8 @@ def _ablation_config(table: Any, base: Path, origin: str) -> AblationConfig:
         raise ConfigError(f"{where} must be a table, {example}.")
     for key in table:
         if key not in _ABLATION_KEYS:
-            close = difflib.get_close_matches(key, _ABLATION_KEYS, n=1)
-            hint = f"Did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"{where}.{key}: unknown key. {hint}Known keys: {', '.join(_ABLATION_KEYS)}.")
+            raise ConfigError(f"{where}.{key}: unknown key. {did_you_mean(key, _ABLATION_KEYS)}"
+                              f"Known keys: {', '.join(_ABLATION_KEYS)}.")
     variable = table.get("variable")
     if not isinstance(variable, str) or SEED_NAMES.get(variable, variable) not in VARIABLES:
         raise ConfigError(f"{where}.variable must be one of {', '.join(VARIABLES)}, got {variable!r}; {example}.")

@@ -199,9 +199,8 @@ class GateRun:
                 bertscore_model=self.config.bertscore_model,
             )
             self.times.scoring_s += time.perf_counter() - started
-            wanted = [m for m in LIKELIHOOD_METRICS if m in self.config.metrics]
-            if wanted:
-                table = pd.concat([table, self._likelihood_rows(mode, wanted)], ignore_index=True)
+            if (likelihood := self._likelihood_rows(mode, self.config.metrics)) is not None:
+                table = pd.concat([table, likelihood], ignore_index=True)
             judge = self.config.judge
             if judge.enabled and mode in judge.modes:
                 rows = [row for kind in judge.kinds if kind != "pairwise" for row in score_rows(*self.judged(kind, mode))]
@@ -209,12 +208,14 @@ class GateRun:
             self._scores[mode] = table
         return self._scores[mode]
 
-    def _likelihood_rows(self, mode: str, metrics: Iterable[str], adapter_dir: Path | None = None,
-                         samples: list[Sample] | None = None) -> pd.DataFrame:
-        """loglik (mean log-prob per reference token) and/or perplexity rows, from the loaded base."""
+    def _likelihood_rows(self, mode: str, metrics: Iterable[str], adapter_dir: Path | None = None) -> pd.DataFrame | None:
+        """loglik (mean log-prob per reference token) and/or perplexity rows from the loaded base, for
+        whichever of them `metrics` asks for; None when it asks for neither (nothing is computed)."""
+        metrics = [m for m in LIKELIHOOD_METRICS if m in metrics]
+        if not metrics:
+            return None
         started = time.perf_counter()
-        samples = self.samples if samples is None else samples
-        found = self.session.reference_likelihoods(samples, mode, adapter_dir=adapter_dir)
+        found = self.session.reference_likelihoods(self.samples, mode, adapter_dir=adapter_dir)
         values = {"loglik": lambda x: x.mean_logprob, "perplexity": lambda x: x.perplexity}
         rows = [(x.sample_id, mode, metric, float(values[metric](x))) for metric in metrics for x in found]
         self.times.likelihood_s += time.perf_counter() - started
@@ -362,11 +363,8 @@ class GateRun:
                 costs[run.label] = efficiency_summary(answers, batch_size=config.batch_size)
                 tables[run.label] = score_mode(self.samples, answers, metrics, cache_dir=config.cache_dir,
                                                bertscore_model=config.bertscore_model)
-                wanted = [m for m in LIKELIHOOD_METRICS if m in metrics]
-                if wanted:
-                    tables[run.label] = pd.concat(
-                        [tables[run.label], self._likelihood_rows("finetuned", wanted, run.adapter_dir)],
-                        ignore_index=True)
+                if (likelihood := self._likelihood_rows("finetuned", metrics, run.adapter_dir)) is not None:
+                    tables[run.label] = pd.concat([tables[run.label], likelihood], ignore_index=True)
             curves = tuple(curve_from_scores(sweep, tables, m, iters=config.bootstrap_iters, seed=config.seed)
                            for m in metrics)
             checks = cheapest_checks(curves, tables, alpha=config.alpha, iters=config.bootstrap_iters, seed=config.seed)

@@ -24,7 +24,6 @@ fully cached rerun needs neither server nor key), and never reaches messages, lo
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import random
@@ -41,6 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 import openai
 
 from tunegate.cache import DiskCache, fingerprint
+from tunegate.config import did_you_mean
 from tunegate.data import Sample
 from tunegate.errors import AdapterError, ConfigError, ModelError
 from tunegate.inference import MODES, DecodingConfig, Generation, chat_messages, system_prompt_for
@@ -108,9 +108,8 @@ def served_config(table: Mapping[str, Any], base: Path, origin: str) -> ServedCo
             raise ConfigError(f"{where}.api_key: never write an API key into a config file. Put it in an environment "
                               'variable and name the variable: api_key_env = "VLLM_API_KEY".')
         if key not in _SERVED_TYPES:
-            close = difflib.get_close_matches(key, sorted(_SERVED_TYPES), n=1)
-            hint = f"Did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"{where}.{key}: unknown key. {hint}Known keys: {', '.join(sorted(_SERVED_TYPES))}.")
+            raise ConfigError(f"{where}.{key}: unknown key. {did_you_mean(key, _SERVED_TYPES)}"
+                              f"Known keys: {', '.join(sorted(_SERVED_TYPES))}.")
         expected = _SERVED_TYPES[key]
         if isinstance(value, bool) or not isinstance(value, expected):
             raise ConfigError(f"{where}.{key} must be {' or '.join(t.__name__ for t in expected)}, got {value!r}.")
