@@ -31,7 +31,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tunegate.batching import BatchSizer
 from tunegate.cache import DiskCache, fingerprint
+from tunegate.claims import claim_chunks, lock_path
 from tunegate.data import Sample
 from tunegate.errors import AdapterError, ModelError
 from tunegate.models import ModelIdentity, adapter_identity, model_identity
@@ -212,6 +214,7 @@ class ModelSession:
         self.merge_outcomes: list[MergeOutcome] = []  # one per finetuned generation that asked to merge
         self._checkpoint_keys: dict[str, Path] | str | None = None  # key -> safetensors file, or why none
         self._checkpoint_verified: set[str] = set()  # keys proven equal to the loaded tensor
+        self._sizer = BatchSizer(max(1, decoding.batch_size), free_memory=_free_accelerator_memory)
 
     # -- identities and prompts (cheap: no model weights) ------------------------------------
 
@@ -565,64 +568,37 @@ class ModelSession:
             raise AdapterError("the finetuned mode needs an adapter: set [tool.tunegate] adapter (or --adapter).")
         texts = [self.render_with_reference(sample, mode) for sample in samples]
         keys = [fingerprint("likelihood/v1", self.cache_key(full, mode, adapter_dir)) for _, full in texts]
-        found = self._likelihood_cache.get_many(keys)
-        results: dict[int, ReferenceLikelihood] = {
-            i: ReferenceLikelihood(sample.id, mode, found[key]["tokens"], found[key]["mean_logprob"], cached=True)
-            for i, (sample, key) in enumerate(zip(samples, keys)) if key in found
-        }
-        missing = [i for i in range(len(samples)) if i not in results]
-        if missing:
-            from tqdm.auto import tqdm
 
-            model = self._activate(adapter_dir) if mode == "finetuned" else self._load()
-            try:
-                batch_size = max(1, self.decoding.batch_size)
-                with tqdm(total=len(missing), desc=f"likelihood {mode}", unit="sample", disable=not progress) as bar:
-                    for start in range(0, len(missing), batch_size):
-                        batch = missing[start : start + batch_size]
-                        scored = self._score_batch(model, [texts[i] for i in batch], mode)
-                        for index, (tokens, mean_logprob) in zip(batch, scored):
-                            self._likelihood_cache.put(keys[index], {"tokens": tokens, "mean_logprob": mean_logprob})
-                            results[index] = ReferenceLikelihood(samples[index].id, mode, tokens, mean_logprob)
-                        bar.update(len(batch))
-            finally:
-                if adapter_dir is not None and self.adapter_dir is not None:
-                    self._activate(None)
+        def from_cache(index: int, entry: Mapping[str, Any]) -> ReferenceLikelihood:
+            return ReferenceLikelihood(samples[index].id, mode, entry["tokens"], entry["mean_logprob"], cached=True)
+
+        def score_batch(model: Any, indices: Sequence[int]) -> list[tuple[dict[str, Any], ReferenceLikelihood]]:
+            scored = self._score_batch(model, [texts[i] for i in indices], mode)
+            return [({"tokens": tokens, "mean_logprob": mean_logprob},
+                     ReferenceLikelihood(samples[index].id, mode, tokens, mean_logprob))
+                    for index, (tokens, mean_logprob) in zip(indices, scored)]
+
+        results = self._fill(
+            keys, self._likelihood_cache, from_cache, score_batch, lambda: self._length_sorted_chunks([f for _, f in texts]),
+            mode=mode, adapter_dir=adapter_dir, merge=False, desc=f"likelihood {mode}", progress=progress,
+        )
         return [results[i] for i in range(len(samples))]
 
     def _score_batch(self, model: Any, texts: Sequence[tuple[str, str]], mode: str) -> list[tuple[int, float]]:
-        """(reference tokens, mean log-prob) per (prompt, full) pair, from one right-padded forward pass."""
-        import torch
+        """(reference tokens, mean log-prob) per (prompt, full) pair, from one left-padded forward pass
+        that projects only the references' positions onto the vocabulary (`tunegate.likelihood`)."""
+        from tunegate.likelihood import score_references
 
         tokenizer = self.tokenizer
         rows, starts = [], []
         for prompt, full in texts:
-            prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            full_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
             # Tokenising the joined text can merge across the boundary; the prompt's length still marks
             # where the answer starts (the chat template ends the prompt with a special token).
-            rows.append(full_ids)
-            starts.append(len(prompt_ids))
-        width = max(len(row) for row in rows)
-        pad = tokenizer.pad_token_id
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, row in enumerate(rows):
-            input_ids[r, : len(row)] = torch.tensor(row)
-            attention[r, : len(row)] = 1
+            rows.append(tokenizer(full, add_special_tokens=False)["input_ids"])
+            starts.append(len(tokenizer(prompt, add_special_tokens=False)["input_ids"]))
         adapters_off = _adapters_off(model) if mode != "finetuned" else contextlib.nullcontext()
-        with torch.inference_mode(), adapters_off:
-            logits = model(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device)).logits
-        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        targets = input_ids[:, 1:].to(logprobs.device)
-        picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).cpu()
-        scored = []
-        for r, (row, start) in enumerate(zip(rows, starts)):
-            answer = picked[r, start - 1 : len(row) - 1]  # position t predicts token t + 1
-            if answer.numel() == 0:
-                raise ModelError(f"the reference of a {mode} sample has no tokens after its prompt; give it a reference.")
-            scored.append((int(answer.numel()), float(answer.mean())))
-        return scored
+        with adapters_off:
+            return score_references(model, rows, starts, pad_token_id=tokenizer.pad_token_id, device=self.device)
 
     def _generation_config(self) -> Any:
         from transformers import GenerationConfig
@@ -654,7 +630,9 @@ class ModelSession:
         """Answers for `samples` in `mode`, in the samples' order; cached ones are read, the rest generated.
 
         Misses are generated in batches sorted by prompt length (less padding), and each batch is
-        written to the cache as soon as it finishes, so an interrupted run keeps its work.
+        written to the cache as soon as it finishes, so an interrupted run keeps its work. Batches are
+        claimed through file locks, so pytest-xdist workers split the work (see `_fill`), and a batch
+        that runs out of memory is halved and retried (`tunegate.batching`).
 
         Args:
             adapter_dir: finetuned mode only: answer with this adapter instead of the session's own
@@ -673,54 +651,110 @@ class ModelSession:
         rendered = [self.render_prompt(sample, mode) for sample in samples]
         merge = mode == "finetuned" and self.decoding.merge_adapter
         keys = [self.cache_key(text, mode, adapter_dir, merge_adapter=merge) for text in rendered]
-        found = self._cache.get_many(keys)
-        results: dict[int, Generation] = {}
-        for index, (sample, key) in enumerate(zip(samples, keys)):
-            if key in found:
-                results[index] = Generation(**{**found[key], "sample_id": sample.id, "mode": mode, "cached": True})
-        missing = [i for i in range(len(samples)) if i not in results]
-        if missing:
-            model = self._activate(adapter_dir) if mode == "finetuned" else self._load()
-            merged = self._merged(model, self._adapter_name(adapter_dir)) if merge else contextlib.nullcontext()
-            try:
-                with merged:  # restores the base before the session's own adapter is switched back on
-                    for index, generation in self._generate_missing(
-                        model, samples, rendered, keys, missing, mode, progress, desc or f"generate {mode}"
-                    ):
-                        results[index] = generation
-            finally:
-                if adapter_dir is not None and self.adapter_dir is not None:
-                    self._activate(None)  # the session's own adapter is active again, whatever happened
+
+        def from_cache(index: int, entry: Mapping[str, Any]) -> Generation:
+            return Generation(**{**entry, "sample_id": samples[index].id, "mode": mode, "cached": True})
+
+        def generate_batch(model: Any, indices: Sequence[int]) -> list[tuple[dict[str, Any], Generation]]:
+            made = []
+            for index, generation in zip(indices, self._generate_batch(model, [rendered[i] for i in indices], mode)):
+                generation = Generation(**{**asdict(generation), "sample_id": samples[index].id})
+                stored = asdict(generation)
+                for transient in ("sample_id", "mode", "cached"):
+                    stored.pop(transient)
+                made.append((stored, generation))
+            return made
+
+        results = self._fill(
+            keys, self._cache, from_cache, generate_batch, lambda: self._length_sorted_chunks(rendered),
+            mode=mode, adapter_dir=adapter_dir, merge=merge, desc=desc or f"generate {mode}", progress=progress,
+        )
         return [results[i] for i in range(len(samples))]
 
-    def _generate_missing(
+    def _fill(
         self,
-        model: Any,
-        samples: Sequence[Sample],
-        rendered: Sequence[str],
         keys: Sequence[str],
-        missing: list[int],
+        cache: DiskCache,
+        from_cache: Any,
+        compute: Any,
+        chunks: Any,
+        *,
         mode: str,
-        progress: bool,
+        adapter_dir: str | Path | None,
+        merge: bool,
         desc: str,
-    ):
+        progress: bool,
+    ) -> dict[int, Any]:
+        """Results for every key: read from the cache, the rest computed in claimed chunks and cached.
+
+        The shared skeleton of generation and likelihood scoring. Chunks (`chunks()`, cut only when
+        something is missing) are claimed through file locks (`tunegate.claims`), so pytest-xdist
+        workers split the missing work instead of repeating it. The model is loaded (and the adapter
+        activated, and merged when asked) only when this process has a chunk to compute; the session's
+        own adapter is switched back on, and merged weights restored, whatever happens.
+
+        Args:
+            from_cache: (index, stored entry) -> result, for a hit.
+            compute: (model, indices) -> [(entry to store, result)] for one batch; batches are split
+                on out-of-memory by the session's BatchSizer.
+        """
+        results: dict[int, Any] = {}
+
+        def read_cached(indices: Sequence[int]) -> bool:
+            wanted = [i for i in indices if i not in results]
+            found = cache.get_many(keys[i] for i in wanted)
+            for i in wanted:
+                if keys[i] in found:
+                    results[i] = from_cache(i, found[keys[i]])
+            return all(i in results for i in indices)
+
+        if read_cached(range(len(keys))):
+            return results
         from tqdm.auto import tqdm
 
+        missing = sum(i not in results for i in range(len(keys)))
+        with contextlib.ExitStack() as active, tqdm(total=missing, desc=desc, unit="sample", disable=not progress) as bar:
+            loaded: list[Any] = []
+
+            def model() -> Any:
+                if not loaded:  # only when this process has something to compute
+                    loaded.append(self._activate(adapter_dir) if mode == "finetuned" else self._load())
+                    if adapter_dir is not None and self.adapter_dir is not None:
+                        active.callback(self._activate, None)  # the session's own adapter is active again
+                    if merge:  # restores the base before the session's own adapter is switched back on
+                        active.enter_context(self._merged(loaded[0], self._adapter_name(adapter_dir)))
+                return loaded[0]
+
+            def settled(chunk: Sequence[int]) -> bool:
+                before = sum(i in results for i in chunk)
+                done = read_cached(chunk)
+                bar.update(sum(i in results for i in chunk) - before)
+                return done
+
+            def work(chunk: Sequence[int]) -> None:
+                todo = [i for i in chunk if i not in results]
+                made = self._sizer.run(todo, lambda indices: compute(model(), indices))
+                for index, (stored, result) in zip(todo, made):
+                    cache.put(keys[index], stored)  # each batch kept as soon as it is done
+                    results[index] = result
+                bar.update(len(todo))
+
+            claim_chunks(chunks(), lock_for=lambda chunk: lock_path(cache.root, cache.namespace, [keys[i] for i in chunk]),
+                         is_done=settled, work=work)
+        return results
+
+    def _length_sorted_chunks(self, texts: Sequence[str]) -> list[list[int]]:
+        """Indices of `texts` cut into batches, longest prompt first (less padding, heaviest batch first).
+
+        Every text is in a chunk, cached or not, so two processes cut the same chunks (and lock the same
+        files), and a sample is always generated among the same companions (padding can change a
+        greedy answer in the last bits, so this keeps reruns reproducible).
+        """
         tokenizer = self.tokenizer
-        lengths = {i: len(tokenizer(rendered[i], add_special_tokens=False)["input_ids"]) for i in missing}
-        order = sorted(missing, key=lambda i: -lengths[i])
-        batch_size = max(1, self.decoding.batch_size)
-        with tqdm(total=len(order), desc=desc, unit="sample", disable=not progress) as bar:
-            for start in range(0, len(order), batch_size):
-                batch = order[start : start + batch_size]
-                for index, generation in zip(batch, self._generate_batch(model, [rendered[i] for i in batch], mode)):
-                    generation = Generation(**{**asdict(generation), "sample_id": samples[index].id})
-                    stored = asdict(generation)
-                    for transient in ("sample_id", "mode", "cached"):
-                        stored.pop(transient)
-                    self._cache.put(keys[index], stored)
-                    yield index, generation
-                bar.update(len(batch))
+        lengths = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
+        order = sorted(range(len(texts)), key=lambda i: (-lengths[i], i))
+        size = max(1, self.decoding.batch_size)
+        return [order[start : start + size] for start in range(0, len(order), size)]
 
     def _generate_batch(self, model: Any, prompts: Sequence[str], mode: str) -> list[Generation]:
         import torch
@@ -809,3 +843,14 @@ def _eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
     if tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)
     return sorted(set(ids))
+
+
+def _free_accelerator_memory() -> None:
+    """After an out-of-memory error: hand the failed batch's cached blocks back before the retry."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
