@@ -323,3 +323,29 @@ def test_a_batch_out_of_memory_is_halved_and_gives_the_same_answers(demo_model_d
     assert sizes == [4, 2, 2]
     assert texts(answers) == texts(small)  # the same pairs of companions as batches of 2
     assert squeezed._sizer.limit == 2
+
+
+def test_a_cached_rerun_imports_neither_torch_nor_transformers(demo_model_dir: Path, tmp_path: Path) -> None:
+    """Keys are computed from remembered renderings and metadata versions: the cached path is import-light."""
+    import subprocess
+    import sys
+
+    first = session(demo_model_dir, tmp_path)
+    first.generate(SAMPLES, "base", progress=False)
+    first.reference_likelihoods(SAMPLES, "prompt_eng", progress=False)
+    script = f"""
+import sys
+from pathlib import Path
+from tunegate.data import Sample
+from tunegate.inference import DecodingConfig, ModelSession
+samples = [Sample(id=i, prompt=p, reference=r) for i, p, r in {[(s.id, s.prompt, s.reference) for s in SAMPLES]!r}]
+again = ModelSession(Path({str(demo_model_dir)!r}), None, {PROMPTS!r}, DecodingConfig(max_new_tokens=24, batch_size=4),
+                     Path({str(tmp_path)!r}))
+assert all(g.cached for g in again.generate(samples, "base", progress=False))
+assert all(x.cached for x in again.reference_likelihoods(samples, "prompt_eng", progress=False))
+print(sorted(name for name in ("torch", "transformers") if name in sys.modules))
+"""
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert found.returncode == 0, found.stderr[-2000:]
+    assert found.stdout.strip() == "[]"

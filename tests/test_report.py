@@ -66,11 +66,29 @@ def test_mode_metric_cis_columns_and_values() -> None:
     assert list(zip(cis["mode"], cis["metric"])) == list(VALUES)  # first-seen order
     for row in cis.itertuples():
         expected = bootstrap_mean_ci(VALUES[row.mode, row.metric], seed=4)
+        # Groups of one size share one draw and one matrix product: equal to the one-group call to rounding.
         assert (row.mean, row.ci_low, row.ci_high, row.n) == (
-            pytest.approx(expected.mean), expected.ci_low, expected.ci_high, 4
+            pytest.approx(expected.mean), pytest.approx(expected.ci_low, rel=1e-12),
+            pytest.approx(expected.ci_high, rel=1e-12), 4
         )
         assert row.ci_low <= row.mean <= row.ci_high
     assert cis.set_index(["mode", "metric"]).loc[("prompt_eng", "rougeL"), "mean"] == pytest.approx(0.3)
+
+
+def test_mode_metric_cis_groups_of_other_sizes_and_single_values_match_bootstrap_mean_ci() -> None:
+    """Groups of one size share a draw; another size, or one value, is its own bootstrap."""
+    values = {("base", "rougeL"): [0.2, 0.4, 0.1, 0.5], ("finetuned", "rougeL"): [0.9, 0.3, 0.6],
+              ("finetuned", "bleu"): [0.25], ("base", "bleu"): [0.1, 0.7, 0.3, 0.3]}
+    rows = [(f"s{i}", mode, metric, v) for (mode, metric), vs in values.items() for i, v in enumerate(vs)]
+    cis = mode_metric_cis(pd.DataFrame(rows, columns=COLUMNS), seed=2)
+    assert list(zip(cis["mode"], cis["metric"])) == list(values)
+    for row in cis.itertuples():
+        expected = bootstrap_mean_ci(values[row.mode, row.metric], seed=2)
+        assert row.n == expected.n and row.mean == pytest.approx(expected.mean)
+        assert (row.ci_low, row.ci_high) == (pytest.approx(expected.ci_low, rel=1e-12),
+                                             pytest.approx(expected.ci_high, rel=1e-12))
+    with pytest.raises(ValueError, match="NaN"):  # a missing score is never averaged silently
+        mode_metric_cis(pd.DataFrame([*rows, ("s9", "base", "bleu", math.nan)], columns=COLUMNS))
 
 
 def test_mode_metric_cis_of_an_empty_table_has_the_columns() -> None:

@@ -23,6 +23,7 @@ from tunegate.overfitting import detect_divergence, load_trainer_state, shipped_
 from tunegate.report import mode_metric_cis
 from tunegate.results import (
     SCHEMA_VERSION,
+    finite_rows,
     md_escape,
     results_document,
     summary_markdown,
@@ -211,6 +212,9 @@ def test_non_finite_scores_are_null_and_counted_missing(tmp_path: Path) -> None:
     assert document["provenance"] == {"temperature": None, "path": "a/b"} and document["timings_s"]["judge_s"] is None
     assert "NaN" not in text and "Infinity" not in text
     assert "2 missing" in summary_markdown(document)
+    # The report passes the intervals it drew for its own table: the same means, without a second draw.
+    given = results_document(provenance={}, table=table, gates=[], cis=mode_metric_cis(finite_rows(table), seed=0))
+    assert given["means"] == results_document(provenance={}, table=table, gates=[])["means"]
 
 
 def test_a_metric_with_no_finite_score_has_a_null_mean(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 from tunegate.cache import DiskCache
 from tunegate.data import Sample
 from tunegate.inference import Generation
+from tunegate import scores
 from tunegate.scores import COLUMNS, mode_metric_values, score_mode, wide_means
 
 ROUGE = ["rouge1", "rouge2", "rougeL"]
@@ -48,7 +49,7 @@ def test_score_mode_rouge_gives_one_row_per_sample_and_metric(tmp_path: Path) ->
     assert value["partial", "rouge1"] == pytest.approx(2 / 3)
     assert value["partial", "rouge2"] == pytest.approx(1 / 2)
     assert value["partial", "rougeL"] == pytest.approx(2 / 3)
-    assert not (tmp_path / "bertscore").exists()  # ROUGE alone touches no cache
+    assert not (tmp_path / "bertscore").exists()  # ROUGE alone loads no BERTScore model
 
 
 def test_score_mode_bleu_and_chrf_rows(tmp_path: Path) -> None:
@@ -58,6 +59,38 @@ def test_score_mode_bleu_and_chrf_rows(tmp_path: Path) -> None:
     assert value["zh", "bleu"] == pytest.approx(1.0) and value["zh", "chrf"] == pytest.approx(1.0)  # per character
     assert value["disjoint", "bleu"] < 0.05 and value["disjoint", "chrf"] < 0.2
     assert 0 < value["partial", "chrf"] < 1
+
+
+def test_lexical_scores_are_cached_per_pair_and_read_back_on_a_rerun(tmp_path: Path, monkeypatch) -> None:
+    generations = [answer(s.id, a) for s, a in zip(SAMPLES, ANSWERS)]
+    first = score_mode(SAMPLES, generations, ["rougeL", "bleu"], cache_dir=tmp_path)
+    cache = DiskCache(tmp_path, "lexical")
+    assert len(cache) == len(SAMPLES)  # one entry per (prediction, reference, lang), both metrics in it
+
+    # A rerun computes nothing: the metric functions are not called, and the frame is the same.
+    def refuse(*args: object) -> None:
+        raise AssertionError("a cached pair was scored again")
+
+    monkeypatch.setattr(scores, "rouge_scores", refuse)
+    monkeypatch.setattr(scores, "bleu_scores", refuse)
+    pd.testing.assert_frame_equal(score_mode(SAMPLES, generations, ["rougeL", "bleu"], cache_dir=tmp_path), first)
+
+    # Only the changed answer is scored; another metric set is another entry.
+    monkeypatch.undo()
+    scored: list[list[str]] = []
+    real = scores.rouge_scores
+    monkeypatch.setattr(scores, "rouge_scores", lambda p, r, l: scored.append(list(p)) or real(p, r, l))
+    changed = [*generations[:-1], answer("zh", "狗")]
+    value = score_mode(SAMPLES, changed, ["rougeL", "bleu"], cache_dir=tmp_path).set_index(["sample_id", "metric"])
+    assert scored == [["狗"]] and value.loc[("zh", "rougeL"), "value"] == 0.0
+    score_mode(SAMPLES, generations, ["rougeL"], cache_dir=tmp_path)
+    assert len(scored) == 2 and len(cache) == 2 * len(SAMPLES) + 1
+
+
+def test_score_mode_rows_keep_rouge_then_bleu_then_chrf(tmp_path: Path) -> None:
+    table = score_mode(SAMPLES[:1], [answer("same", "the cat")], ["chrf", "bleu", "rougeL", "rouge1"],
+                       cache_dir=tmp_path)
+    assert list(table["metric"]) == ["rougeL", "rouge1", "bleu", "chrf"]
 
 
 def test_score_mode_keeps_only_the_requested_metrics_and_the_mode(tmp_path: Path) -> None:
@@ -103,6 +136,27 @@ def test_bertscore_uses_the_bundled_minilm_and_the_disk_cache(tmp_path: Path) ->
         cache.put(entry.stem, {"f1": 0.123})
     third = score_mode(samples, generations, ["bertscore"], cache_dir=tmp_path)
     assert list(third["value"]) == [0.123] * len(samples)
+
+
+def test_a_rerun_with_every_bertscore_pair_cached_does_not_ask_bert_score_for_the_layer(tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    """default_num_layers imports bert_score (torch, transformers, matplotlib) only to read its layer table."""
+    model = tmp_path / "minilm"
+    model.mkdir()
+    (model / "config.json").write_text('{"num_hidden_layers": 6}')
+    (model / "model.safetensors").write_bytes(b"weights")
+    asked: list[Path] = []
+    monkeypatch.setattr(scores, "default_num_layers", lambda d: asked.append(d) or 6)
+    monkeypatch.setattr(scores, "bertscore_f1", lambda p, r, **kw: [0.5] * len(p))
+    generations = [answer(s.id, a) for s, a in zip(SAMPLES, ANSWERS)]
+    first = score_mode(SAMPLES, generations, ["bertscore"], cache_dir=tmp_path / "cache", bertscore_model=model)
+    assert list(first["value"]) == [0.5] * len(SAMPLES) and asked == [model]
+    second = score_mode(SAMPLES, generations, ["bertscore"], cache_dir=tmp_path / "cache", bertscore_model=model)
+    pd.testing.assert_frame_equal(first, second)
+    assert asked == [model]  # remembered
+    (model / "config.json").write_text('{"num_hidden_layers": 12}')  # what the choice reads changed: asked again
+    score_mode(SAMPLES, generations, ["bertscore"], cache_dir=tmp_path / "cache", bertscore_model=model)
+    assert asked == [model, model]
 
 
 # --- reading the table -----------------------------------------------------------------------

@@ -33,7 +33,7 @@ from tunegate.report import (
     summary_html,
 )
 from tunegate.report_beyond import beyond_document, beyond_html
-from tunegate.results import results_document, write_results, write_summary
+from tunegate.results import finite_rows, results_document, write_results, write_summary
 from tunegate.run import GateRun
 
 RESULTS_FILE = "results.json"
@@ -92,7 +92,8 @@ def build_artifacts(
     """
     config = run.config
     table = run.computed_table()
-    cis = mode_metric_cis(table, seed=config.seed)
+    # Drawn once, for the means table, the plots and results.json; a NaN or inf score is missing, not averaged.
+    cis = mode_metric_cis(finite_rows(table), seed=config.seed)
     # Plots on the 0-1 (and judge 1-5) scales; the likelihood metrics get their own figure.
     likelihood = cis["metric"].isin(LIKELIHOOD_METRICS) if len(cis) else pd.Series(dtype=bool)
     bounded = table[~table["metric"].isin(LIKELIHOOD_METRICS)]
@@ -135,7 +136,7 @@ def build_artifacts(
     document = results_document(
         provenance=provenance, table=table, gates=gates, gain_checks=run.computed_gain_checks() or (),
         training=training, ablation=ablation, pairwise=run.computed_pairwise(), timings=seconds,
-        plots={plot.title: plot.filename for plot in plots}, seed=config.seed,
+        plots={plot.title: plot.filename for plot in plots}, seed=config.seed, cis=cis,
     )
     document["session"] = {"exit_status": exit_status, "new_answers": dict(run.times.generated)}
     document.update(beyond_document(safety=run.computed_safety(), efficiency=efficiency,

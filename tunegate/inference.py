@@ -22,6 +22,7 @@ generations are redone.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -32,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from tunegate.batching import BatchSizer
-from tunegate.cache import DiskCache, fingerprint
+from tunegate.cache import DiskCache, file_sha256, fingerprint
 from tunegate.claims import claim_chunks, lock_path
 from tunegate.data import Sample
 from tunegate.errors import AdapterError, ModelError
-from tunegate.models import ModelIdentity, adapter_identity, model_identity
+from tunegate.models import WEIGHT_SUFFIXES, ModelIdentity, adapter_identity, model_identity
 
 log = logging.getLogger(__name__)
 
@@ -162,11 +163,37 @@ def chat_messages(sample: Sample, system: str | None) -> list[dict[str, str]]:
 
 
 def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when torch sees a GPU, else "cpu". A CPU-only torch build is recognised from its
+    files, without importing torch (1-2 s), so a cached rerun on a CPU runner never imports it."""
+    if device != "auto":
+        return device
+    if not _torch_has_gpu_build():
+        return "cpu"
     import torch
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _torch_has_gpu_build() -> bool:
+    """Whether the installed torch was built with CUDA or ROCm (its c10_cuda / c10_hip library is there)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return True  # unknown layout: let torch answer
+    lib = Path(next(iter(spec.submodule_search_locations))) / "lib"
+    return not lib.is_dir() or any(lib.glob("*c10_cuda*")) or any(lib.glob("*c10_hip*"))
+
+
+@functools.lru_cache(maxsize=None)
+def installed_version(distribution: str) -> str | None:
+    """A distribution's version from its metadata: what the cache keys record, without importing it."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def resolve_dtype(dtype: str, device: str) -> str:
@@ -203,6 +230,7 @@ class ModelSession:
         self._cache = DiskCache(cache_dir, "generations")
         self._likelihood_cache = DiskCache(cache_dir, "likelihoods")
         self._hash_memo = DiskCache(cache_dir, "file_hashes")
+        self._render_memo = DiskCache(cache_dir, "rendered_prompts")
         self._tokenizer: Any = None
         self._model: Any = None
         self._base_identity: ModelIdentity | None = None
@@ -214,6 +242,7 @@ class ModelSession:
         self.merge_outcomes: list[MergeOutcome] = []  # one per finetuned generation that asked to merge
         self._checkpoint_keys: dict[str, Path] | str | None = None  # key -> safetensors file, or why none
         self._checkpoint_verified: set[str] = set()  # keys proven equal to the loaded tensor
+        self.may_load = True  # False in the xdist controller: everything must come from the workers' cache
         self._sizer = BatchSizer(max(1, decoding.batch_size), free_memory=_free_accelerator_memory)
 
     # -- identities and prompts (cheap: no model weights) ------------------------------------
@@ -262,8 +291,30 @@ class ModelSession:
 
     def render_prompt(self, sample: Sample, mode: str) -> str:
         """The exact text the model sees, through the tokenizer's chat template."""
-        messages = chat_messages(sample, self.system_prompt_for(sample, mode))
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self._render(chat_messages(sample, self.system_prompt_for(sample, mode)), add_generation_prompt=True)
+
+    def _render(self, messages: list[dict[str, str]], *, add_generation_prompt: bool) -> str:
+        """The chat template applied to `messages`, remembered on disk.
+
+        Cache keys hold the rendered text (so a template change is a change), but loading the tokenizer
+        to render it costs a cached rerun ~2 s and the transformers import. The remembered rendering is
+        keyed by the tokenizer's files (every non-weight file of the model directory, by content) and
+        the transformers version, so it is the text the template would give.
+        """
+        key = fingerprint("render/v1", self._template_identity, installed_version("transformers"), messages,
+                          add_generation_prompt)
+        if (entry := self._render_memo.get(key)) is not None:
+            return str(entry["text"])
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        self._render_memo.put(key, {"text": text})
+        return text
+
+    @functools.cached_property
+    def _template_identity(self) -> str:
+        """Content hash of the files that make the tokenizer and its chat template (all but the weights)."""
+        files = sorted(p for p in self.base_model_dir.iterdir()
+                       if p.is_file() and p.suffix not in WEIGHT_SUFFIXES and not p.name.startswith("."))
+        return fingerprint([(p.name, file_sha256(p, self._hash_memo)) for p in files])
 
     def identity_of(self, adapter_dir: str | Path | None) -> ModelIdentity | None:
         """The content identity of an adapter: the session's own (None), or an ablation run's directory."""
@@ -284,9 +335,6 @@ class ModelSession:
         from what the key already covers (the base's weight files, the adapter, dtype, device), so one
         key names one computation: merged, or its logged fallback. Base and prompt_eng never depend on it.
         """
-        import torch
-        import transformers
-
         adapter = self.identity_of(adapter_dir) if mode == "finetuned" else None
         decoding = self.decoding.cache_fields()
         if merge_adapter and mode == "finetuned":
@@ -300,8 +348,8 @@ class ModelSession:
             decoding,
             self.dtype,
             self.device.split(":")[0],
-            torch.__version__,
-            transformers.__version__,
+            installed_version("torch"),  # the same strings as torch.__version__ / transformers.__version__
+            installed_version("transformers"),
         )
 
     # -- the model (expensive: loaded once, only when something is missing) ------------------
@@ -313,6 +361,12 @@ class ModelSession:
     def _load(self) -> Any:
         if self._model is not None:
             return self._model
+        if not self.may_load:
+            raise ModelError(
+                f"{self.base_model_dir}: the pytest-xdist controller would have to load the model: a result the "
+                "workers reported is missing from the cache (deleted during the run?). Rerun; the cache keeps "
+                "everything that was finished."
+            )
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
         from transformers import AutoModelForCausalLM
@@ -540,7 +594,7 @@ class ModelSession:
         prompt = self.render_prompt(sample, mode)
         messages = chat_messages(sample, self.system_prompt_for(sample, mode))
         messages.append({"role": "assistant", "content": sample.reference})
-        full = self.tokenizer.apply_chat_template(messages, tokenize=False).rstrip("\n")
+        full = self._render(messages, add_generation_prompt=False).rstrip("\n")
         if not full.startswith(prompt):
             raise ModelError(
                 f"{self.base_model_dir}: the chat template does not render the prompt as a prefix of the conversation "

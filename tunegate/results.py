@@ -56,6 +56,7 @@ def results_document(
     timings: Mapping[str, float] | None = None,
     plots: Mapping[str, str] | None = None,
     seed: int = 0,
+    cis: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Everything the run found, as a JSON-ready dict (README: "results.json").
 
@@ -69,6 +70,8 @@ def results_document(
         timings: wall seconds per phase, keys ending in `_s` (`{"generation_s": 12.3}`).
         plots: title -> PNG file name relative to the report directory, in display order.
         seed: the bootstrap seed of the per-mode intervals (the run's seed).
+        cis: those intervals when the caller has them already, `mode_metric_cis(finite_rows(table),
+            seed=seed)` (the report draws them once for its table, plots and this document).
     """
     passed = [gate.passed for gate in gates]
     metrics = list(dict.fromkeys([*table["metric"], *(check.metric for check in gain_checks)]))
@@ -80,7 +83,7 @@ def results_document(
         "provenance": _clean(dict(provenance)),
         "seed": seed,
         "metric_labels": {metric: METRIC_LABELS.get(metric, metric) for metric in metrics},
-        "means": _means(table, seed),
+        "means": _means(table, seed, cis),
         "comparisons": [_comparison(check) for check in gain_checks],
         "training": _training(training) if training is not None else None,
         "ablation": _ablation(ablation) if ablation is not None else None,
@@ -91,9 +94,18 @@ def results_document(
     }
 
 
-def _means(table: pd.DataFrame, seed: int) -> list[dict[str, Any]]:
-    finite = np.isfinite(pd.to_numeric(table["value"], errors="coerce").to_numpy(dtype=float))
-    cis = mode_metric_cis(table[finite], seed=seed).set_index(["mode", "metric"])
+def finite_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The score table's rows with a finite value; a NaN or inf is a missing score, counted but never averaged."""
+    return table[_finite(table)]
+
+
+def _finite(table: pd.DataFrame) -> np.ndarray:
+    return np.isfinite(pd.to_numeric(table["value"], errors="coerce").to_numpy(dtype=float))
+
+
+def _means(table: pd.DataFrame, seed: int, cis: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+    finite = _finite(table)
+    cis = (mode_metric_cis(table[finite], seed=seed) if cis is None else cis).set_index(["mode", "metric"])
     missing = table[~finite].groupby(["mode", "metric"], sort=False).size()
     rows = []
     for mode, metric in dict.fromkeys(zip(table["mode"], table["metric"])):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,9 @@ class GateRun:
         self._ablation: AblationResult | None = None
         self._safety: SafetyEvidence | None = None
         self._memory: dict[str, PeakMemory] = {}
+        self.workers = 0  # pytest-xdist workers whose work this (controller's) run replayed; 0 without -n
+        self.generated_per_worker: list[dict[str, int]] = []  # fresh answers per mode, per xdist worker
+        self.merge_notes: list[str] = []  # the workers' merge_adapter outcomes (a local run has its session's)
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -452,6 +455,66 @@ class GateRun:
     def computed_generations(self) -> dict[str, list[Generation]]:
         return {m: self._generations[m] for m in MODES if m in self._generations}
 
+    # -- pytest-xdist: a worker's account of its work, the controller's replay from the cache -----------
+
+    def work_done(self) -> dict[str, Any]:
+        """The phases this session computed and what they cost, JSON-safe (a worker sends it; see
+        `tunegate.workers`). Says what to re-read, not the results: the cache holds those."""
+        times = {name: value for name, value in asdict(self.times).items() if name != "generated"}
+        return {
+            "generations": list(self._generations),
+            "scores": list(self._scores),
+            "judged": [list(key) for key in self._judged],
+            "pairwise": self._pairwise is not None,
+            "gain_checks": self._gain_checks is not None,
+            "training": self._training is not None,
+            "ablation": self._ablation is not None,
+            "safety": self._safety is not None,
+            "times": times,
+            "generated": dict(self.times.generated),
+            "fresh": {mode: [g.sample_id for g in answers if not g.cached] for mode, answers in self._generations.items()},
+            "memory": {mode: asdict(memory) for mode, memory in self._memory.items() if memory is not None},
+            "ablation_generated": self._ablation.generated if self._ablation is not None else 0,
+            "merge_outcomes": [str(o) for o in getattr(self._session, "merge_outcomes", [])],
+        }
+
+    def replay(self, work: dict[str, Any]) -> None:
+        """Recompute, from the cache alone, the phases the workers ran (the xdist controller's view).
+
+        Loading a model here would mean a result the workers computed is not in the cache: that is an
+        error (ModelError), not a silent second run. Timings, fresh-answer counts and peak memory are
+        the workers' (summed), since re-reading costs none of them.
+        """
+        session = self.session
+        if isinstance(session, ModelSession):
+            session.may_load = False
+        fresh = work.get("fresh", {})
+        for mode in work.get("generations", []):
+            # A worker generated these this run: the efficiency section times them as this run's.
+            made = set(fresh.get(mode, []))
+            self._generations[mode] = [replace(g, cached=g.sample_id not in made) for g in self.generations(mode, progress=False)]
+        for mode in work.get("scores", []):
+            self.scores(mode)
+        for kind, mode in work.get("judged", []):
+            self.judged(kind, mode)
+        if work.get("pairwise"):
+            self.pairwise()
+        if work.get("gain_checks"):
+            self.gain_checks()
+        if work.get("training"):
+            self.training()
+        if work.get("ablation"):
+            self.ablation(progress=False)
+            self._ablation = replace(self._ablation, generated=work.get("ablation_generated", 0),
+                                     seconds=work.get("times", {}).get("ablation_s", self._ablation.seconds))
+        if work.get("safety"):
+            self.safety(progress=False)
+        self.times = PhaseTimes(**work.get("times", {}), generated=dict(work.get("generated", {})))
+        self._memory = {mode: PeakMemory(**memory) for mode, memory in work.get("memory", {}).items()}
+        self.workers = int(work.get("workers", 0))
+        self.generated_per_worker = [dict(counts) for counts in work.get("generated_per_worker", [])]
+        self.merge_notes = list(work.get("merge_outcomes", []))
+
     def provenance(self) -> dict[str, Any]:
         """What was evaluated, for the report header: models, hashes, decoding, versions.
 
@@ -493,4 +556,9 @@ class GateRun:
             if self._session.adapter_identity is not None:
                 info["adapter_sha256"] = self._session.adapter_identity.sha256[:16]
             info["device"] = f"{self._session.device} / {self._session.dtype}"
+        if self.workers:
+            info["xdist_workers"] = self.workers
+        merges = self.merge_notes or [str(o) for o in getattr(self._session, "merge_outcomes", [])]
+        if merges:
+            info["adapter_weights"] = "; ".join(dict.fromkeys(merges))
         return info
