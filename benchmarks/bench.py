@@ -10,7 +10,8 @@ Measured, in this order:
      three modes, ROUGE + BERTScore; batched generation, one base load, one BERTScore batch.
   3. tunegate cached: the same GateRun again on that cache (nothing generated, no model loaded).
   4. the full demo gate, cached (`pytest evals` in a subprocess after `make demo`): wall time
-     including pytest start-up, against the 10 s target.
+     including pytest start-up, against the 10 s target; then again with two xdist workers
+     (`-n 2`), whose verdicts must equal those of the plain run.
   5. generation tokens/s, batched vs one by one (from 1 and 2), and paired_bootstrap_many at
      n=5,000 x 10 metrics.
   6. peak memory (process RSS high-water mark).
@@ -102,15 +103,21 @@ def tunegate_run(config) -> tuple[dict, object]:
              "tokens_per_s": round(tokens / gen_s, 2) if gen_s else None}, run)
 
 
-def cached_demo_gate() -> dict:
-    """The full demo gate (`pytest evals`), expected fully cached after `make demo`: wall seconds."""
-    command = [sys.executable, "-m", "pytest", "evals", "-q", "-p", "no:cacheprovider", "--html=reports/bench_gate.html"]
+def cached_demo_gate(*extra: str, report_dir: str = "reports/bench_gate") -> dict:
+    """The full demo gate (`pytest evals`), expected fully cached after `make demo`: wall seconds, and
+    its verdicts (name, passed, message) from results.json, so runs with and without -n can be compared."""
+    command = [sys.executable, "-m", "pytest", "evals", "-q", "-p", "no:cacheprovider", "--report-dir", report_dir,
+               f"--html={report_dir}/report.html", *extra]
     started = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
     seconds = time.perf_counter() - started
     last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     fresh = "new answers: base 0, prompt_eng 0, finetuned 0" in result.stdout
-    return {"seconds": round(seconds, 2), "exit_code": result.returncode, "summary": last, "all_cached": fresh}
+    results = ROOT / report_dir / "results.json"
+    gates = ([[g["name"], g["passed"], g["message"]] for g in json.loads(results.read_text(encoding="utf-8"))["gates"]]
+             if results.is_file() else [])
+    return {"seconds": round(seconds, 2), "exit_code": result.returncode, "summary": last, "all_cached": fresh,
+            "gates": gates}
 
 
 def bootstrap_speed() -> dict:
@@ -156,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         report["tunegate_cached"], _ = tunegate_run(config)
     print("full demo gate, cached (pytest evals) ...", flush=True)
     report["demo_gate_cached"] = cached_demo_gate()
+    print("full demo gate, cached, two xdist workers (pytest evals -n 2) ...", flush=True)
+    report["demo_gate_cached_n2"] = cached_demo_gate("-n", "2", report_dir="reports/bench_gate_n2")
+    report["demo_gate_cached_n2"]["same_verdicts_as_n0"] = (
+        report["demo_gate_cached_n2"]["gates"] == report["demo_gate_cached"]["gates"] != [])
     report["paired_bootstrap_many"] = bootstrap_speed()
     rss = peak_rss_bytes()
     report["peak_rss_mb"] = round(rss / 2**20) if rss else None
@@ -178,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             ("tunegate cached", report["tunegate_cached"]["seconds"],
              f"model loaded: {report['tunegate_cached']['model_loaded']}"),
             ("demo gate cached (pytest evals)", report["demo_gate_cached"]["seconds"], report["demo_gate_cached"]["summary"]),
+            ("demo gate cached, -n 2", report["demo_gate_cached_n2"]["seconds"],
+             f"same verdicts as -n 0: {report['demo_gate_cached_n2']['same_verdicts_as_n0']}"),
             ("paired_bootstrap_many 5000x10", report["paired_bootstrap_many"]["seconds"], "")]
     print(f"\n{'step':34} {'seconds':>9}  notes")
     for name, seconds, note in rows:

@@ -337,6 +337,9 @@ def _from_entry(entry: Mapping[str, Any]) -> JudgeReply:
                       output_tokens=int(entry.get("output_tokens", 0)), cached=True)
 
 
+_CLAIM_CHUNK = 16  # judge requests per claimed chunk: a batch of the local judge, a few rounds of a remote one
+
+
 def run_judge(
     backend: JudgeBackend,
     requests: Sequence[JudgeRequest],
@@ -362,18 +365,37 @@ def run_judge(
         if reply is None:
             waiting.setdefault(keys[i], []).append(i)
     if waiting:
-        unique = [indices[0] for indices in waiting.values()]
-        with tqdm(total=len(unique), desc=desc, unit="call", disable=not progress) as bar:
-            for position, reply in backend.judge([requests[i] for i in unique]):
-                key = keys[unique[position]]
-                if reply.ok:
-                    cache.put(key, _to_entry(reply))
-                first, *copies = waiting[key]
-                replies[first] = reply
-                for index in copies:  # answered by the first: no call, no tokens of its own
-                    replies[index] = JudgeReply(scores=reply.scores, winner=reply.winner, reasoning=reply.reasoning,
-                                                error=reply.error, cached=reply.ok)
-                bar.update(1)
+        from tunegate.claims import claim_chunks, lock_path
+
+        def answered(key: str, reply: JudgeReply) -> None:
+            first, *copies = waiting[key]
+            replies[first] = reply
+            for index in copies:  # answered by the first: no call, no tokens of its own
+                replies[index] = JudgeReply(scores=reply.scores, winner=reply.winner, reasoning=reply.reasoning,
+                                            error=reply.error, cached=reply.ok)
+
+        def arrived(chunk: Sequence[str]) -> bool:
+            """Judgements another process (an xdist worker) cached meanwhile; True when none is left."""
+            for key in chunk:
+                if replies[waiting[key][0]] is None and (entry := cache.get(key)) is not None:
+                    answered(key, _from_entry(entry))
+            return all(replies[waiting[key][0]] is not None for key in chunk)
+
+        with tqdm(total=len(waiting), desc=desc, unit="call", disable=not progress) as bar:
+
+            def ask(chunk: Sequence[str]) -> None:
+                todo = [key for key in chunk if replies[waiting[key][0]] is None]
+                for position, reply in backend.judge([requests[waiting[key][0]] for key in todo]):
+                    if reply.ok:
+                        cache.put(todo[position], _to_entry(reply))
+                    answered(todo[position], reply)
+                    bar.update(1)
+
+            # Claimed in chunks through file locks (tunegate.claims): xdist workers never ask twice.
+            unique = list(waiting)
+            claim_chunks([unique[start : start + _CLAIM_CHUNK] for start in range(0, len(unique), _CLAIM_CHUNK)],
+                         lock_for=lambda chunk: lock_path(cache.root, cache.namespace, chunk),
+                         is_done=arrived, work=ask)
     absent = [requests[i].sample_id for i, reply in enumerate(replies) if reply is None]
     if absent:
         raise RuntimeError(f"judge backend {backend.identity} returned no reply for {len(absent)} requests: {absent[:5]}")

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 import openai
 
 from tunegate.cache import DiskCache, fingerprint
+from tunegate.claims import claim_chunks, lock_path
 from tunegate.config import did_you_mean
 from tunegate.data import Sample
 from tunegate.errors import AdapterError, ConfigError, ModelError
@@ -346,11 +347,31 @@ class ServedSession:
         for i, key in enumerate(keys):
             if i not in results:
                 pending.setdefault(key, []).append(i)
-        if pending:
-            for key, generation in self._request_all(pending, samples, messages, mode, model, progress,
+        if not pending:
+            return [results[i] for i in range(len(samples))]
+
+        def arrived(chunk: Sequence[str]) -> bool:
+            """Answers another process (an xdist worker) cached meanwhile; True when the chunk is complete."""
+            for key in chunk:
+                entry = self._cache.get(key)
+                if entry is not None and (cached := _from_cache(entry, samples[pending[key][0]].id, mode)) is not None:
+                    for i in pending[key]:
+                        results[i] = Generation(**{**asdict(cached), "sample_id": samples[i].id})
+            return all(pending[key][0] in results for key in chunk)
+
+        def request(chunk: Sequence[str]) -> None:
+            todo = {key: pending[key] for key in chunk if pending[key][0] not in results}
+            for key, generation in self._request_all(todo, samples, messages, mode, model, progress,
                                                      desc or f"generate {mode}"):
                 for i in pending[key]:
                     results[i] = Generation(**{**asdict(generation), "sample_id": samples[i].id})
+
+        # Claimed chunk by chunk (tunegate.claims), so pytest-xdist workers never send a request twice.
+        keys_pending = list(pending)
+        size = max(self.served.concurrency, self.decoding.batch_size, 1)
+        claim_chunks([keys_pending[start : start + size] for start in range(0, len(keys_pending), size)],
+                     lock_for=lambda chunk: lock_path(self._cache.root, self._cache.namespace, chunk),
+                     is_done=arrived, work=request)
         return [results[i] for i in range(len(samples))]
 
     def close(self) -> None:
