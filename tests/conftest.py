@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# The report tests' shared markup checks assert outside a test module: rewrite them as pytest does.
+pytest.register_assert_rewrite("tests.report_cases")
+
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -1,4 +1,4 @@
-"""tunegate.report_beyond: safety, efficiency and failure taxonomy as document, HTML and Markdown."""
+"""tunegate.report.beyond: safety, efficiency and failure taxonomy as document, HTML and Markdown."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 from tunegate.data import Sample
 from tunegate.efficiency import efficiency_summary, overhead
 from tunegate.inference import Generation
-from tunegate.report_beyond import beyond_document, beyond_html, beyond_markdown
+from tunegate.report.beyond import beyond_document, beyond_html, beyond_markdown
 from tunegate.run import EfficiencyEvidence, SafetyEvidence
 from tunegate.safety import refusal_rates, safety_gate, safety_rows
 from tunegate.taxonomy import diagnose

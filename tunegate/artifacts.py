@@ -1,9 +1,9 @@
 """The report's outputs, built once per session from what the run computed.
 
     GateRun (computed_* only: building a report never generates or judges)
-      -> plots (PNG + caption each)                 tunegate/report.py, overfitting.py, ablation/
+      -> plots (PNG + caption each)                 tunegate/report/, overfitting.py, ablation/
       -> results document -> results.json, summary.md   tunegate/results.py
-      -> the HTML summary block for pytest-html      tunegate/report.py
+      -> the HTML summary block for pytest-html      tunegate/report/
 
 The plugin calls `build_artifacts` at the end of the session (and pytest-html's summary hook reuses
 the same object), then `write_artifacts` puts everything into `report_dir`, with or without
@@ -32,7 +32,7 @@ from tunegate.report import (
     score_plots,
     summary_html,
 )
-from tunegate.report_beyond import beyond_document, beyond_html
+from tunegate.report.beyond import beyond_document, beyond_html
 from tunegate.results import finite_rows, results_document, write_results, write_summary
 from tunegate.run import GateRun
 

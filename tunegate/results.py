@@ -384,7 +384,7 @@ def summary_markdown(document: Mapping[str, Any]) -> str:
         lines += _ablation_md(document["ablation"], labels)
     if document.get("pairwise"):
         lines += _pairwise_md(document["pairwise"])
-    from tunegate.report_beyond import beyond_markdown  # safety, efficiency, failure taxonomy
+    from tunegate.report.beyond import beyond_markdown  # safety, efficiency, failure taxonomy
 
     lines += beyond_markdown(document)
     plots = document.get("plots") or []

@@ -1,34 +1,22 @@
-"""Generation for the three modes from one loaded base model, with an on-disk cache.
-
-    base        adapter disabled, the base system prompt (None: the chat template's default)
-    prompt_eng  adapter disabled, the engineered system prompt           (same weights as base)
-    finetuned   adapter enabled,  the system prompt the adapter was trained with
-
-An ablation's adapters (`generate(..., adapter_dir=...)`) load onto the same base as further
-named peft adapters and are switched in with `set_adapter`: one base load for any number of runs.
-
-With `DecodingConfig(merge_adapter=True)` the finetuned mode generates with its LoRA merged into
-the base weights (an unmerged LoRA costs about 2x throughput on a GPU), and the touched base
-tensors are then restored bit-exactly from the checkpoint's safetensors files: see `_merged`.
+"""`ModelSession`: the one loaded base model (plus adapters) of a run, its cache and its batches.
 
 The base weights load once per session and only on a cache miss: a rerun with nothing changed
-tokenises prompts (to key the cache) and loads no model. Each cache key covers the base model's
-content hash, the adapter's content hash (finetuned only), the mode, the fully rendered chat
-prompt (so system prompt, history and template changes all count), the decoding settings, the
-dtype/device class and the torch/transformers versions; change one and exactly the affected
-generations are redone.
+loads no model, no tokenizer and no torch (its keys come from remembered chat-template renderings).
+Each cache key covers the base model's content hash, the adapter's content hash (finetuned only),
+the mode, the fully rendered chat prompt (so system prompt, history and template changes all
+count), the decoding settings, the dtype/device class and the torch/transformers versions; change
+one and exactly the affected generations are redone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,172 +25,18 @@ from tunegate.cache import DiskCache, file_sha256, fingerprint
 from tunegate.claims import claim_chunks, lock_path
 from tunegate.data import Sample
 from tunegate.errors import AdapterError, ModelError
+from tunegate.inference.merged import MergedGeneration, MergeOutcome
+from tunegate.inference.prompts import chat_messages, system_prompt_for
+from tunegate.inference.records import MODES, DecodingConfig, Generation, ReferenceLikelihood
+from tunegate.inference.runtime import _free_accelerator_memory, installed_version, resolve_device, resolve_dtype
 from tunegate.models import WEIGHT_SUFFIXES, ModelIdentity, adapter_identity, model_identity
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tunegate.inference")
 
-MODES = ("base", "prompt_eng", "finetuned")
 _ADAPTER_NAME = "finetuned"
 
 
-@dataclass(frozen=True, slots=True)
-class DecodingConfig:
-    """Greedy decoding settings; every field is part of the generation cache key except batch_size.
-
-    batch_size only changes padding, which greedy decoding should not see; it is left out of the
-    key so a different batch size on another runner still reuses the cache. merge_adapter keys the
-    finetuned mode only (see `ModelSession.cache_key`): a merged matmul `(W + s·BA)x` rounds
-    differently from `Wx + s·B(Ax)`, so in bf16 a greedy answer can flip on a near-tie.
-    """
-
-    max_new_tokens: int = 128
-    batch_size: int = 16
-    repetition_penalty: float = 1.0
-    dtype: str = "auto"  # "auto": float32 on CPU, bfloat16 on CUDA
-    device: str = "auto"  # "auto": cuda when available, else cpu
-    merge_adapter: bool = False  # finetuned: generate with the LoRA merged into the weights, when exact to undo
-
-    def cache_fields(self) -> dict[str, Any]:
-        """The fields every mode's key covers (merge_adapter is added per mode by `cache_key`)."""
-        fields = asdict(self)
-        fields.pop("batch_size")
-        fields.pop("merge_adapter")  # popped, not defaulted: keys written before the field existed stay valid
-        return fields
-
-
-@dataclass(frozen=True, slots=True)
-class Generation:
-    """One model answer with the facts a gate or a report needs about how it ended."""
-
-    sample_id: str
-    mode: str
-    text: str
-    finish_reason: str  # "stop" (end-of-turn token) or "length" (hit max_new_tokens)
-    prompt_tokens: int
-    output_tokens: int
-    latency_s: float  # the batch's wall time divided by its size
-    cached: bool = False
-
-    @property
-    def truncated(self) -> bool:
-        return self.finish_reason == "length"
-
-
-@dataclass(frozen=True, slots=True)
-class ReferenceLikelihood:
-    """How likely the mode finds the sample's reference answer, teacher-forced after its prompt.
-
-    `mean_logprob` is the mean natural-log probability per reference token (higher: the model
-    expected this answer); perplexity is exp(−mean_logprob). A fine-tuned adapter should raise it
-    on in-domain references: it is the training objective, measured on held-out samples.
-    """
-
-    sample_id: str
-    mode: str
-    tokens: int
-    mean_logprob: float
-    cached: bool = False
-
-    @property
-    def perplexity(self) -> float:
-        import math
-
-        return math.exp(-self.mean_logprob)
-
-
-@dataclass(frozen=True, slots=True)
-class MergeOutcome:
-    """How one finetuned generation that asked for merge_adapter ran: merged, or unmerged and why.
-
-    When merged, `tensors` base tensors took the adapter and were restored from the checkpoint
-    afterwards. `verify_s` is the one-off proof that the checkpoint holds the loaded tensors (paid
-    the first time a tensor is merged in a session); `merge_s` and `restore_s` are paid per call.
-    """
-
-    adapter: str  # the peft adapter name ("finetuned", or "run-<hash>" for an ablation run)
-    merged: bool
-    reason: str = ""  # why it generated unmerged; empty when merged
-    tensors: int = 0
-    verify_s: float = 0.0
-    merge_s: float = 0.0
-    restore_s: float = 0.0
-
-    def __str__(self) -> str:
-        if not self.merged:
-            return f"adapter {self.adapter} generated unmerged: {self.reason}"
-        return (
-            f"adapter {self.adapter} generated merged into {self.tensors} base tensors, then restored from the "
-            f"checkpoint (verify {self.verify_s:.2f}s, merge {self.merge_s:.2f}s, restore {self.restore_s:.2f}s)"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _MergePlan:
-    """The LoRA layers holding one adapter, and where each base tensor they touch lives on disk."""
-
-    layers: tuple[Any, ...]
-    tensors: tuple[tuple[Any, Path, str], ...]  # (parameter, safetensors file, key in that file)
-
-
-def system_prompt_for(system_prompts: Mapping[str, str | None], sample: Sample, mode: str) -> str | None:
-    """The mode's system prompt, followed by the sample's own system text when it has one."""
-    parts = [p for p in (system_prompts.get(mode), sample.system) if p]
-    return "\n\n".join(parts) if parts else None
-
-
-def chat_messages(sample: Sample, system: str | None) -> list[dict[str, str]]:
-    """The conversation a mode answers: system (when any), the sample's history, then its prompt.
-
-    Shared by the local session (which renders it through the chat template) and the served one
-    (which sends it as is), so both ask the same question.
-    """
-    messages: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
-    messages.extend({"role": role, "content": content} for role, content in sample.history)
-    messages.append({"role": "user", "content": sample.prompt})
-    return messages
-
-
-def resolve_device(device: str) -> str:
-    """"auto" -> "cuda" when torch sees a GPU, else "cpu". A CPU-only torch build is recognised from its
-    files, without importing torch (1-2 s), so a cached rerun on a CPU runner never imports it."""
-    if device != "auto":
-        return device
-    if not _torch_has_gpu_build():
-        return "cpu"
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _torch_has_gpu_build() -> bool:
-    """Whether the installed torch was built with CUDA or ROCm (its c10_cuda / c10_hip library is there)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("torch")
-    if spec is None or not spec.submodule_search_locations:
-        return True  # unknown layout: let torch answer
-    lib = Path(next(iter(spec.submodule_search_locations))) / "lib"
-    return not lib.is_dir() or any(lib.glob("*c10_cuda*")) or any(lib.glob("*c10_hip*"))
-
-
-@functools.lru_cache(maxsize=None)
-def installed_version(distribution: str) -> str | None:
-    """A distribution's version from its metadata: what the cache keys record, without importing it."""
-    from importlib import metadata
-
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def resolve_dtype(dtype: str, device: str) -> str:
-    if dtype == "auto":
-        return "bfloat16" if device.startswith("cuda") else "float32"
-    return dtype
-
-
-class ModelSession:
+class ModelSession(MergedGeneration):
     """Owns the one loaded base model (plus adapter) for a whole run; loads lazily, on first miss.
 
     Args:
@@ -443,147 +277,6 @@ class ModelSession:
     def _adapter_name(self, adapter_dir: str | Path | None) -> str:
         """The peft name of a loaded adapter: the session's own, or an ablation run's."""
         return self._loaded_adapters[self.identity_of(adapter_dir).sha256]
-
-    # -- merged generation ----------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _merged(self, model: Any, adapter_name: str) -> Iterator[None]:
-        """The adapter merged into the base weights for the block; afterwards the base is bit-exact again.
-
-        peft's unmerge subtracts the delta again, and fl(fl(W + ΔW) − ΔW) ≠ W in floating point (on the
-        demo in float32, all 210 tensors of its r=8 all-linear LoRA come back changed), so base, prompt_eng,
-        the local judge and likelihoods would see another model. A saved copy of the touched tensors would
-        be a second base for an all-linear LoRA. The checkpoint already is that copy: each touched tensor
-        is streamed back from its safetensors file, one at a time, after a one-off check that the file's
-        tensor equals the loaded one, which makes the restore exact (same key, same cast). Whatever
-        prevents that proof (no safetensors, an unmapped name, a quantized base, a LoRA variant) makes it
-        generate unmerged, with the reason in `merge_outcomes` and the log.
-
-        Raises:
-            ModelError: the restore failed (a checkpoint file changed or vanished during the run); the
-                loaded model is dropped first, so nothing goes on with merged weights.
-        """
-        verify_started = time.perf_counter()
-        plan = self._merge_plan(model, adapter_name)
-        reason = plan if isinstance(plan, str) else self._verify_checkpoint(plan)
-        if reason:
-            log.warning("finetuned (%s): generating with the adapter unmerged: %s", adapter_name, reason)
-            self.merge_outcomes.append(MergeOutcome(adapter_name, merged=False, reason=reason))
-            yield
-            return
-        verify_s = time.perf_counter() - verify_started
-        merge_started = time.perf_counter()
-        try:
-            model.merge_adapter(adapter_names=[adapter_name])
-            merge_s = time.perf_counter() - merge_started
-            yield
-        finally:
-            restore_started = time.perf_counter()
-            self._restore_base(plan)
-            restore_s = time.perf_counter() - restore_started
-        outcome = MergeOutcome(adapter_name, True, tensors=len(plan.tensors), verify_s=verify_s, merge_s=merge_s,
-                               restore_s=restore_s)
-        log.info("finetuned: %s", outcome)
-        self.merge_outcomes.append(outcome)
-
-    def _merge_plan(self, model: Any, adapter_name: str) -> _MergePlan | str:
-        """Every LoRA layer holding the adapter and the checkpoint key of each base tensor it touches,
-        or why merging would not be exact to undo or to trust."""
-        from peft.tuners.lora.layer import Linear as LoraLinear
-        from peft.tuners.tuners_utils import BaseTunerLayer
-        from peft.utils import PeftType
-
-        config = model.peft_config[adapter_name]
-        if config.peft_type != PeftType.LORA:
-            return f"only LoRA adapters are merged, this one is {config.peft_type.value}"
-        if getattr(config, "layer_replication", None):
-            return "the adapter replicates base layers (layer_replication), which peft cannot merge"
-        base = model.get_base_model()
-        if getattr(base, "hf_quantizer", None) is not None or getattr(base.config, "quantization_config", None):
-            return "the base model is quantized: a merge would round the LoRA into the quantized weights"
-        checkpoint = self._checkpoint_index()
-        if isinstance(checkpoint, str):
-            return checkpoint
-        prefix = getattr(base, "base_model_prefix", "")
-        layers, tensors = [], []
-        for path, module in base.named_modules():
-            if not isinstance(module, BaseTunerLayer):
-                continue
-            if not any(adapter_name in (getattr(module, attr, None) or {}) for attr in module.adapter_layer_names):
-                continue
-            if type(module) is not LoraLinear:  # Embedding, Conv, trainable tokens, bitsandbytes layers
-                return f"{path} is a peft {type(module).__name__} layer; only plain LoRA Linear layers are merged"
-            variant = module.lora_variant.get(adapter_name)
-            if variant is not None:  # DoRA, aLoRA (applies only after its invocation tokens), ...
-                name = getattr(variant, "__name__", type(variant).__name__)
-                return f"{path} uses the LoRA variant {name}, whose merge is not the plain W + s·BA checked here"
-            layers.append(module)
-            for name, param in module.get_base_layer().named_parameters(recurse=False):
-                if param.device.type == "meta" or not param.is_floating_point():
-                    return f"{path}.{name} is offloaded or quantized ({param.dtype} on {param.device})"
-                key = f"{path}.{name}"
-                candidates = [key, key.removeprefix(f"{prefix}."), f"{prefix}.{key}"] if prefix else [key]
-                found = next((c for c in candidates if c in checkpoint), None)
-                if found is None:
-                    return f"{key} has no tensor of that name in {self.base_model_dir}'s safetensors files"
-                tensors.append((param, checkpoint[found], found))
-        if not layers:
-            return "no LoRA layer holds this adapter"
-        return _MergePlan(tuple(layers), tuple(tensors))
-
-    def _checkpoint_index(self) -> dict[str, Path] | str:
-        """Checkpoint key -> safetensors file of the base model (one file, or shards with their index)."""
-        if self._checkpoint_keys is None:
-            self._checkpoint_keys = _safetensors_index(self.base_model_dir)
-        return self._checkpoint_keys
-
-    def _verify_checkpoint(self, plan: _MergePlan) -> str:
-        """Why the checkpoint cannot restore the plan's tensors exactly, or "" once each equals its file.
-
-        Each key is checked once per session: after that the tensor only ever holds the file's value.
-        """
-        import torch
-
-        todo = [(param, file, key) for param, file, key in plan.tensors if key not in self._checkpoint_verified]
-        for file, group in _by_file(todo):
-            with _open_safetensors(file) as stored:
-                for param, key in group:
-                    tensor = _as_loaded(stored.get_tensor(key), param)
-                    if tensor.shape != param.shape or not torch.equal(tensor, param):
-                        return (f"{file.name}: {key} does not equal the loaded tensor (transformers converted it on "
-                                "load?), so the checkpoint cannot restore it exactly")
-                    self._checkpoint_verified.add(key)
-        return ""
-
-    def _restore_base(self, plan: _MergePlan) -> None:
-        """Unmerge (peft's bookkeeping), then overwrite every touched tensor with its checkpoint value."""
-        import torch
-
-        try:
-            for layer in plan.layers:
-                if layer.merged:
-                    layer.unmerge()
-            with torch.no_grad():
-                for file, group in _by_file(plan.tensors):
-                    with _open_safetensors(file) as stored:
-                        for param, key in group:
-                            param.copy_(_as_loaded(stored.get_tensor(key), param))
-            # A few tensors read back against the file: the copy landed where the plan says.
-            probes = [plan.tensors[i] for i in sorted({0, len(plan.tensors) // 2, len(plan.tensors) - 1})]
-            for param, file, key in probes:
-                with _open_safetensors(file) as stored:
-                    if not torch.equal(_as_loaded(stored.get_tensor(key), param), param):
-                        raise ModelError(f"{file}: {key} differs from the loaded tensor right after restoring it")
-        except Exception as error:
-            self._model = None  # the next use reloads the base from disk instead of using merged weights
-            self._loaded_adapters.clear()
-            self._checkpoint_verified.clear()
-            if isinstance(error, ModelError):
-                raise
-            raise ModelError(
-                f"{self.base_model_dir}: restoring the base weights after merged finetuned generation failed "
-                f"({error}). Were the weight files changed during the run? Rerun, or set merge_adapter = false."
-            ) from error
 
     def render_with_reference(self, sample: Sample, mode: str) -> tuple[str, str]:
         """(prompt text, prompt + reference as the assistant's turn), both through the chat template.
@@ -843,43 +536,6 @@ class ModelSession:
         return generations
 
 
-def _safetensors_index(model_dir: Path) -> dict[str, Path] | str:
-    """Checkpoint key -> the safetensors file holding it, or why the directory has none to offer."""
-    index = model_dir / "model.safetensors.index.json"
-    try:
-        if index.is_file():
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            return {key: model_dir / file for key, file in weight_map.items()}
-        single = model_dir / "model.safetensors"
-        if single.is_file():
-            with _open_safetensors(single) as stored:
-                return dict.fromkeys(stored.keys(), single)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        return f"{index if index.is_file() else single} cannot be read ({error})"
-    found = sorted(p.name for p in model_dir.iterdir() if p.suffix in (".bin", ".pt", ".gguf", ".safetensors"))
-    return (f"{model_dir} has no model.safetensors or model.safetensors.index.json to restore the base from "
-            f"(found: {', '.join(found) or 'no weight files'})")
-
-
-def _open_safetensors(file: Path) -> Any:
-    from safetensors import safe_open
-
-    return safe_open(str(file), framework="pt", device="cpu")
-
-
-def _as_loaded(stored: Any, param: Any) -> Any:
-    """A checkpoint tensor cast as the loaded parameter is (dtype first, on the CPU, then its device)."""
-    return stored.to(dtype=param.dtype).to(param.device)
-
-
-def _by_file(tensors: Sequence[tuple[Any, Path, str]]) -> Iterator[tuple[Path, list[tuple[Any, str]]]]:
-    """(file, [(parameter, key), ...]) in first-seen order, so each shard is opened once."""
-    groups: dict[Path, list[tuple[Any, str]]] = {}
-    for param, file, key in tensors:
-        groups.setdefault(file, []).append((param, key))
-    yield from groups.items()
-
-
 def _adapters_off(model: Any) -> contextlib.AbstractContextManager:
     """Every adapter switched off for the block (the base weights alone); nothing to do on a bare model."""
     disable = getattr(model, "disable_adapter", None)
@@ -897,14 +553,3 @@ def _eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
     if tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)
     return sorted(set(ids))
-
-
-def _free_accelerator_memory() -> None:
-    """After an out-of-memory error: hand the failed batch's cached blocks back before the retry."""
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

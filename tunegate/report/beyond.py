@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from tunegate.inference import MODES
-from tunegate.report import esc
+from tunegate.report.labels import esc
 from tunegate.taxonomy import LABELS, Diagnosis, failure_counts, worst_examples
 
 if TYPE_CHECKING:  # tunegate.run pulls in the whole pipeline; only its types are needed here
