@@ -29,7 +29,7 @@ from tunegate.gates import (
     sample_pass_rate_gate,
     threshold_gate,
 )
-from tunegate.run import GateRun
+from tunegate.run import GateRun, PhaseTimes
 
 RUN_KEY = pytest.StashKey["GateRun | None"]()
 GATES_KEY = pytest.StashKey[list[GateResult]]()
@@ -550,13 +550,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     )
     if run.workers:
         terminalreporter.write_line(f"xdist: {run.workers} workers, times summed over them; new answers per worker: "
-                                    + "; ".join(_per_worker_text(counts) for counts in run.generated_per_worker))
-
-
-def _per_worker_text(counts: dict[str, int]) -> str:
-    from tunegate.inference import MODES
-
-    return ", ".join(f"{mode} {counts[mode]}" for mode in MODES if mode in counts) or "none"
+                                    + "; ".join(PhaseTimes(generated=counts).generated_text() for counts in run.generated_per_worker))
 
 
 class _HtmlReport:

@@ -34,7 +34,7 @@ from tunegate.efficiency import Efficiency, Overhead, PeakMemory, PeakMemoryMete
 from tunegate.efficiency import overhead as adapter_overhead
 from tunegate.errors import AblationError, TrainingStateError, TunegateError
 from tunegate.gates import GainCheck, GateResult, gain_checks, sample_problems
-from tunegate.inference import MODES, Generation, ModelSession
+from tunegate.inference import MODES, Generation, ModelSession, installed_version
 from tunegate.judge import (
     JudgeBackend,
     JudgeReply,
@@ -57,15 +57,6 @@ from tunegate.overfitting import (
 from tunegate.models import resolve_base_model
 from tunegate.scores import empty_table, score_mode
 from tunegate.taxonomy import Diagnosis, diagnose
-
-
-def _version(distribution: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return None
 
 
 @dataclass(slots=True)
@@ -542,10 +533,10 @@ class GateRun:
             "training_state": str(training_state) if (training_state := self.training_state_path()) else None,
             "ablation": self._ablation_text(),
             "tunegate": __version__,
-            "torch": _version("torch"),
-            "transformers": _version("transformers"),
-            "peft": _version("peft"),
-            "pytest_html": _version("pytest-html"),
+            "torch": installed_version("torch"),
+            "transformers": installed_version("transformers"),
+            "peft": installed_version("peft"),
+            "pytest_html": installed_version("pytest-html"),
             "python": platform.python_version(),
             "started_at": self.started_at.isoformat(timespec="seconds"),
         }

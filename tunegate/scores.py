@@ -11,16 +11,14 @@ version nothing records).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
 from tunegate.cache import DiskCache, file_sha256, fingerprint
 from tunegate.data import Sample
-from tunegate.inference import Generation
+from tunegate.inference import Generation, installed_version
 from tunegate.metrics import (
     ROUGE_METRICS,
     bertscore_f1,
@@ -113,7 +111,8 @@ def cached_lexical_scores(
     if not wanted:
         return {}
     cache = DiskCache(cache_dir, "lexical")
-    keys = [fingerprint(_LEXICAL_VERSION, _versions("rouge-score", "sacrebleu"), wanted, p, r, lang)
+    versions = {name: installed_version(name) for name in ("rouge-score", "sacrebleu")}  # metadata: nothing imported
+    keys = [fingerprint(_LEXICAL_VERSION, versions, wanted, p, r, lang)
             for p, r, lang in zip(predictions, references, langs)]
     found = cache.get_many(keys)
     missing = [i for i, key in enumerate(keys) if key not in found or any(m not in found[key] for m in wanted)]
@@ -137,18 +136,6 @@ def _lexical_scores(
     if "chrf" in metrics:
         scores["chrf"] = chrf_scores(predictions, references)
     return scores
-
-
-@functools.lru_cache(maxsize=4)
-def _versions(*distributions: str) -> dict[str, str | None]:
-    """Installed versions of `distributions`, read from their metadata: nothing is imported."""
-    found: dict[str, str | None] = {}
-    for name in distributions:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
 
 
 def cached_bertscore(
@@ -185,7 +172,8 @@ def _bertscore_layers(model_dir: Path, hashes: DiskCache, memo: DiskCache) -> in
     """
     if not (model_dir / "config.json").is_file():
         return default_num_layers(model_dir)  # its MetricError names the directory and the fix
-    key = fingerprint("bertscore_layers/v1", _versions("bert-score"), file_sha256(model_dir / "config.json", hashes),
+    version = {"bert-score": installed_version("bert-score")}
+    key = fingerprint("bertscore_layers/v1", version, file_sha256(model_dir / "config.json", hashes),
                       model_dir.name, (model_dir / "modules.json").is_file())
     if (entry := memo.get(key)) is not None and isinstance(entry.get("num_layers"), int):
         return entry["num_layers"]

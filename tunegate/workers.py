@@ -131,7 +131,7 @@ def merge_work(works: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """
     merged: dict[str, Any] = {"generations": [], "scores": [], "judged": [], "pairwise": False, "gain_checks": False, "training": False,
                               "ablation": False, "safety": False, "times": {}, "generated": {}, "memory": {},
-                              "ablation_generated": 0, "merge_outcomes": [], "workers": len(works),
+                              "fresh": {}, "ablation_generated": 0, "merge_outcomes": [], "workers": len(works),
                               "generated_per_worker": [dict(work.get("generated", {})) for work in works]}
     for work in works:
         for key in ("generations", "scores", "judged"):
@@ -149,8 +149,8 @@ def merge_work(works: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             if kept is None or (memory.get("rss_peak_bytes") or 0) > (kept.get("rss_peak_bytes") or 0):
                 merged["memory"][mode] = memory  # the worker that generated it saw the real peak
         for mode, ids in work.get("fresh", {}).items():
-            merged.setdefault("fresh", {}).setdefault(mode, [])
-            merged["fresh"][mode] += [i for i in ids if i not in merged["fresh"][mode]]
+            kept = merged["fresh"].setdefault(mode, [])
+            kept += [i for i in ids if i not in kept]
         merged["ablation_generated"] += work.get("ablation_generated", 0)
         merged["merge_outcomes"] += work.get("merge_outcomes", [])
     return merged
